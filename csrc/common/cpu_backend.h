@@ -1,0 +1,104 @@
+// CPU thread mapping for the shared kernel bodies: at::parallel_for over output rows.
+//
+// A *body* (see csrc/ops/*/<op>.h) is a struct with C10_HOST_DEVICE members
+//   Axis row(int64_t y) const;   Axis col(int64_t x) const;     // per-row / per-column precompute
+//   R operator()(int64_t offset, int64_t n, int64_t c, int64_t y, int64_t x, Axis ry, Axis cx) const;
+// that computes and writes the output element (n, c, y, x) at `offset` of the output(s). R is void,
+// or int64_t for bodies that count something (e.g. matched indices); for_each_4d returns the total.
+// The CUDA backend (cuda_backend.cuh) calls the very same body, so CPU tests check the GPU's
+// per-element code.
+#pragma once
+
+#include <atomic>
+#include <type_traits>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "common/tensor_view.h"
+
+namespace fastseg {
+
+// Whether a body returns a count to be summed (see the contract above).
+template <typename Body>
+constexpr bool counts = !std::is_void_v<
+    decltype(std::declval<const Body&>()(0, 0, 0, 0, 0, std::declval<Axis>(), std::declval<Axis>()))>;
+
+struct CpuBackend {
+  // Runs body for every element of an output of shape s, in the output's memory order.
+  template <typename Body>
+  static int64_t for_each_4d(const Shape4& s, const Body& shared_body) {
+    if (s.numel() == 0) return 0;
+    std::atomic<int64_t> total{0};
+    const Body body = shared_body;
+    std::vector<Axis> cols(s.W), rows(s.H);
+    for (int64_t x = 0; x < s.W; ++x) cols[x] = body.col(x);
+    for (int64_t y = 0; y < s.H; ++y) rows[y] = body.row(y);
+    if (!s.channels_last) {
+      // One task item = one output row of W elements (contiguous writes).
+      const int64_t grain = std::max<int64_t>(1, 16384 / s.W);
+      at::parallel_for(0, s.N * s.C * s.H, grain, [&](int64_t begin, int64_t end) {
+        // A local copy: the compiler then knows the output stores cannot change the body's
+        // fields and keeps them in registers.
+        const Body b = body;
+        for (int64_t r = begin; r < end; ++r) {
+          const int64_t y = r % s.H, nc = r / s.H;
+          const int64_t n = nc / s.C, c = nc % s.C;
+          const Axis ry = rows[y];
+          const int64_t base = r * s.W;
+          if constexpr (counts<Body>) {
+            int64_t count = 0;
+            for (int64_t x = 0; x < s.W; ++x) count += b(base + x, n, c, y, x, ry, cols[x]);
+            total += count;
+          } else {
+            for (int64_t x = 0; x < s.W; ++x) b(base + x, n, c, y, x, ry, cols[x]);
+          }
+        }
+      });
+    } else {
+      // One task item = one output pixel's C channels (contiguous writes).
+      const int64_t grain = std::max<int64_t>(1, 16384 / s.C);
+      at::parallel_for(0, s.N * s.H * s.W, grain, [&](int64_t begin, int64_t end) {
+        const Body b = body;
+        for (int64_t p = begin; p < end; ++p) {
+          const int64_t x = p % s.W, ny = p / s.W;
+          const int64_t y = ny % s.H, n = ny / s.H;
+          const Axis ry = rows[y], cx = cols[x];
+          const int64_t base = p * s.C;
+          if constexpr (counts<Body>) {
+            int64_t count = 0;
+            for (int64_t c = 0; c < s.C; ++c) count += b(base + c, n, c, y, x, ry, cx);
+            total += count;
+          } else {
+            for (int64_t c = 0; c < s.C; ++c) b(base + c, n, c, y, x, ry, cx);
+          }
+        }
+      });
+    }
+    return total.load();
+  }
+
+  // status[n*C + c] = max over the plane's (i, j) of check(n, c, i, j), for an input of sizes s
+  // (the layout flag of s is ignored: check reads through its own strides). Returns a CPU tensor.
+  template <typename Check>
+  static at::Tensor plane_status(const Shape4& s, const Check& check, const at::TensorOptions&) {
+    auto status = at::zeros({s.N * s.C}, at::TensorOptions().dtype(at::kInt));
+    int32_t* st = status.mutable_data_ptr<int32_t>();
+    at::parallel_for(0, s.N * s.C, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t nc = begin; nc < end; ++nc) {
+        const int64_t n = nc / s.C, c = nc % s.C;
+        int32_t worst = 0;
+        for (int64_t i = 0; i < s.H; ++i)
+          for (int64_t j = 0; j < s.W; ++j) {
+            const int32_t v = check(n, c, i, j);
+            worst = v > worst ? v : worst;
+          }
+        st[nc] = worst;
+      }
+    });
+    return status;
+  }
+};
+
+}  // namespace fastseg

@@ -1,0 +1,10 @@
+// Unpooling family: CUDA registration. Everything but the thread mapping (common/cuda_backend.cuh)
+// is shared with the CPU kernels (unpool.h bodies, unpool_ops.h flow).
+#include <torch/library.h>
+
+#include "common/cuda_backend.cuh"
+#include "ops/unpool/unpool_ops.h"
+
+TORCH_LIBRARY_IMPL(fastseg, CUDA, m) {
+  fastseg::unpool::register_kernels<fastseg::CudaBackend>(m);
+}

@@ -1,0 +1,8 @@
+"""nn.Module layers with PyTorch-style constructor arguments."""
+from .unpool import (  # noqa: F401
+    MaxPool2dCompact,
+    MaxUnpool2d,
+    MaxUnpool2dCompact,
+    UnpoolBedOfNails2d,
+    UnpoolNearest2d,
+)

@@ -1,0 +1,51 @@
+"""Argument normalisation shared by every op family's Python wrapper."""
+from typing import Sequence, Tuple, Union
+
+import torch
+
+IntPair = Union[int, Sequence[int]]
+
+
+def pair(value: IntPair, op: str, name: str, *, minimum: int) -> Tuple[int, int]:
+    """`value` as an (h, w) pair of ints >= minimum, or a ValueError naming the argument."""
+    if isinstance(value, (int, torch.SymInt)) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = None
+    if items is None or len(items) != 2 or not all(
+        isinstance(v, (int, torch.SymInt)) and not isinstance(v, bool) for v in items
+    ):
+        raise ValueError(f"fastseg.{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if any(v < minimum for v in items):
+        raise ValueError(f"fastseg.{op}: {name} must be >= {minimum}, got {items}")
+    return items
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """The layout our kernels give their outputs: channels-last in, channels-last out.
+
+    The C++ side uses the same rule (csrc/common/layout.h) so that fake and real strides agree.
+    """
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def as_batched(x: torch.Tensor, op: str, name: str) -> Tuple[torch.Tensor, bool]:
+    """Accepts [C,H,W] (unbatched, as PyTorch's pooling layers do) or [N,C,H,W]."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"fastseg.{op}: {name} must be a Tensor, got {type(x).__name__}")
+    if x.dim() == 3:
+        return x.unsqueeze(0), True
+    if x.dim() != 4:
+        raise ValueError(f"fastseg.{op}: {name} must be 3-D [C,H,W] or 4-D [N,C,H,W], got shape {tuple(x.shape)}")
+    return x, False
+
+
+def no_double_backward(op: str):
+    def _raise(ctx, *grads):
+        raise RuntimeError(f"fastseg.{op}: double backward is not supported")
+
+    return _raise

@@ -1,0 +1,9 @@
+"""Plain-PyTorch implementations of every fastseg op: the independent reference for tests,
+the baseline for benchmarks, and executable documentation of the semantics."""
+from .unpool import (  # noqa: F401
+    max_pool2d_compact,
+    max_unpool2d,
+    max_unpool2d_compact,
+    unpool_bed_of_nails2d,
+    unpool_nearest2d,
+)
