@@ -20,6 +20,26 @@
 
 namespace fastseg {
 
+// A body may also offer a faster whole-row form for NCHW outputs on the CPU:
+//   static constexpr bool kRowKernel = true;
+//   int64_t run_row(int64_t row_offset, int64_t n, int64_t c, int64_t y, Axis ry, void* scratch) const;
+// which must write the same W elements (and return the same count) as operator() would; scratch
+// holds W + 1 elements of up to 8 bytes, private to the calling thread. Tests
+// compare both forms: torch.ops.fastseg._set_cpu_row_kernels(False) makes the CPU use
+// operator() everywhere, as CUDA does.
+template <typename Body>
+constexpr bool row_kernel_of() {
+  if constexpr (requires { Body::kRowKernel; }) {
+    return Body::kRowKernel;
+  } else {
+    return false;
+  }
+}
+template <typename Body>
+constexpr bool has_row_kernel = row_kernel_of<Body>();
+
+bool cpu_row_kernels_enabled();
+
 // Whether a body returns a count to be summed (see the contract above).
 template <typename Body>
 constexpr bool counts = !std::is_void_v<
@@ -36,17 +56,25 @@ struct CpuBackend {
     for (int64_t x = 0; x < s.W; ++x) cols[x] = body.col(x);
     for (int64_t y = 0; y < s.H; ++y) rows[y] = body.row(y);
     if (!s.channels_last) {
+      const bool use_rows = cpu_row_kernels_enabled();
       // One task item = one output row of W elements (contiguous writes).
       const int64_t grain = std::max<int64_t>(1, 16384 / s.W);
       at::parallel_for(0, s.N * s.C * s.H, grain, [&](int64_t begin, int64_t end) {
         // A local copy: the compiler then knows the output stores cannot change the body's
         // fields and keeps them in registers.
         const Body b = body;
+        std::vector<double> scratch(has_row_kernel<Body> && use_rows ? s.W + 1 : 0);
         for (int64_t r = begin; r < end; ++r) {
           const int64_t y = r % s.H, nc = r / s.H;
           const int64_t n = nc / s.C, c = nc % s.C;
           const Axis ry = rows[y];
           const int64_t base = r * s.W;
+          if constexpr (has_row_kernel<Body>) {
+            if (use_rows) {
+              total += b.run_row(base, n, c, y, ry, scratch.data());
+              continue;
+            }
+          }
           if constexpr (counts<Body>) {
             int64_t count = 0;
             for (int64_t x = 0; x < s.W; ++x) count += b(base + x, n, c, y, x, ry, cols[x]);

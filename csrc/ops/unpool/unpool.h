@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -145,6 +146,32 @@ struct MaxUnpoolGather {
       return idx[idx_st.at(n, c, i, j)] == target;
     }, [&](int64_t i, int64_t j) { return in[in_st.at(n, c, i, j)]; });
   }
+
+  // Row form for the CPU (contract in common/cpu_backend.h): every window of the row's window row
+  // stores its value where its index points, if that is in this row inside the window. Visits
+  // each index once per output row instead of once per output pixel. The row is built in `buf`
+  // (W + 1 elements, the last one takes the stores of misses, so the store is unconditional: a
+  // branch would mispredict half the time), then copied out.
+  static constexpr bool kRowKernel = !kOverlap;
+  int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t y, Axis ry, void* scratch) const {
+    scalar_t* buf = static_cast<scalar_t*>(scratch);
+    std::fill(buf, buf + W, scalar_t(0));
+    int64_t count = 0;
+    if (ry.a <= ry.b) {
+      const int64_t* ip = idx + idx_st.at(n, c, ry.a, 0);
+      const scalar_t* vp = in + in_st.at(n, c, ry.a, 0);
+      const int64_t row0 = y * W;
+      for (int64_t j = 0; j < gw.n; ++j) {
+        const int64_t x0 = j * gw.s - gw.p;
+        const int64_t x = ip[j * idx_st.w] - row0;
+        const bool hit = (uint64_t(x - x0) < uint64_t(gw.k)) & (uint64_t(x) < uint64_t(W));
+        count += hit;
+        buf[W + ((x - W) & -int64_t(hit))] = vp[j * in_st.w];  // x if hit, else W: arithmetic, no branch
+      }
+    }
+    std::copy(buf, buf + W, out + off0);
+    return count;
+  }
 };
 
 // grad_input[n, c, i, j] = grad_output[n, c, plane position idx[n, c, i, j]].
@@ -193,12 +220,36 @@ struct CompactUnpoolGather {
   scalar_t* out;
   Strides4 in_st, off_st;
   Geom gh, gw;
+  int64_t W;  // output width
   C10_HOST_DEVICE Axis row(int64_t y) const { return covering_windows(y, gh); }
   C10_HOST_DEVICE Axis col(int64_t x) const { return covering_windows(x, gw); }
   C10_HOST_DEVICE int64_t operator()(int64_t o, int64_t n, int64_t c, int64_t y, int64_t x, Axis ry, Axis cx) const {
     return gather_winner<kOverlap>(out + o, ry, cx, [&](int64_t i, int64_t j) {
       return offset_points_at(off[off_st.at(n, c, i, j)], y, x, i, j, gh, gw);
     }, [&](int64_t i, int64_t j) { return in[in_st.at(n, c, i, j)]; });
+  }
+
+  // Row form for the CPU, as in MaxUnpoolGather: an offset hits this row when its window row
+  // dy = offset / kw is the row's offset from the window top, i.e. offset - dy*kw lies in [0, kw).
+  static constexpr bool kRowKernel = !kOverlap;
+  int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t y, Axis ry, void* scratch) const {
+    scalar_t* buf = static_cast<scalar_t*>(scratch);
+    std::fill(buf, buf + W, scalar_t(0));
+    int64_t count = 0;
+    if (ry.a <= ry.b) {
+      const uint8_t* op = off + off_st.at(n, c, ry.a, 0);
+      const scalar_t* vp = in + in_st.at(n, c, ry.a, 0);
+      const int64_t row_start = (y - (ry.a * gh.s - gh.p)) * gw.k;
+      for (int64_t j = 0; j < gw.n; ++j) {
+        const int64_t dx = int64_t(op[j * off_st.w]) - row_start;
+        const int64_t x = j * gw.s - gw.p + dx;
+        const bool hit = (uint64_t(dx) < uint64_t(gw.k)) & (uint64_t(x) < uint64_t(W));
+        count += hit;
+        buf[W + ((x - W) & -int64_t(hit))] = vp[j * in_st.w];  // x if hit, else W: arithmetic, no branch
+      }
+    }
+    std::copy(buf, buf + W, out + off0);
+    return count;
   }
 };
 

@@ -252,7 +252,7 @@ at::Tensor max_unpool2d_compact(const at::Tensor& values, const at::Tensor& offs
         found = Backend::for_each_4d(shape4(out), CompactUnpoolGather<scalar_t, decltype(overlap)::value>{
                                                       values.const_data_ptr<scalar_t>(), offsets.const_data_ptr<uint8_t>(),
                                                       out.mutable_data_ptr<scalar_t>(), strides4(values),
-                                                      strides4(offsets), gh, gw});
+                                                      strides4(offsets), gh, gw, W});
       });
     });
   } else {
