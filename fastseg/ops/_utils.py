@@ -33,6 +33,13 @@ def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def empty_4d(shape, like: torch.Tensor, layout_of: torch.Tensor = None, dtype=None) -> torch.Tensor:
+    """Fake-kernel output: dtype/device of `like`, memory format chosen from `layout_of` (default
+    `like`) by the same rule as the C++ kernels."""
+    return torch.empty(shape, dtype=dtype or like.dtype, device=like.device,
+                       memory_format=memory_format_of(like if layout_of is None else layout_of))
+
+
 def as_batched(x: torch.Tensor, op: str, name: str) -> Tuple[torch.Tensor, bool]:
     """Accepts [C,H,W] (unbatched, as PyTorch's pooling layers do) or [N,C,H,W]."""
     if not isinstance(x, torch.Tensor):

@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from .. import _loader
-from ._utils import IntPair, as_batched, memory_format_of, no_double_backward, pair
+from ._utils import IntPair, as_batched, empty_4d, no_double_backward, pair
 
 __all__ = [
     "max_unpool2d",
@@ -122,12 +122,12 @@ def _max_unpool2d_fake(input, indices, kernel_size, stride, padding, output_size
     torch._check(indices.shape == input.shape,
                  lambda: f"fastseg.max_unpool2d: indices must have the shape of input {tuple(input.shape)}, got {tuple(indices.shape)}")
     N, C = input.shape[:2]
-    return input.new_empty((N, C, output_size[0], output_size[1]), memory_format=memory_format_of(input))
+    return empty_4d((N, C, output_size[0], output_size[1]), input, layout_of=input)
 
 
 @_fake("fastseg::max_unpool2d_backward")
 def _max_unpool2d_backward_fake(grad_output, indices):
-    return grad_output.new_empty(indices.shape, memory_format=memory_format_of(indices))
+    return empty_4d(indices.shape, grad_output, layout_of=indices)
 
 
 def _max_unpool2d_setup(ctx, inputs, output):
@@ -177,15 +177,13 @@ def _max_pool2d_compact_fake(input, kernel_size, stride, padding, ceil_mode):
     oh = pool_output_size(H, kernel_size[0], stride[0], padding[0], ceil_mode)
     ow = pool_output_size(W, kernel_size[1], stride[1], padding[1], ceil_mode)
     torch._check(oh >= 1 and ow >= 1, lambda: "fastseg.max_pool2d_compact: input is too small for kernel_size")
-    fmt = memory_format_of(input)
-    return (input.new_empty((N, C, oh, ow), memory_format=fmt),
-            input.new_empty((N, C, oh, ow), dtype=torch.uint8, memory_format=fmt))
+    return empty_4d((N, C, oh, ow), input), empty_4d((N, C, oh, ow), input, dtype=torch.uint8)
 
 
 @_fake("fastseg::max_pool2d_compact_backward")
 def _max_pool2d_compact_backward_fake(grad_values, offsets, input_size, kernel_size, stride, padding):
     N, C = grad_values.shape[:2]
-    return grad_values.new_empty((N, C, input_size[0], input_size[1]), memory_format=memory_format_of(grad_values))
+    return empty_4d((N, C, input_size[0], input_size[1]), grad_values, layout_of=grad_values)
 
 
 def _max_pool2d_compact_setup(ctx, inputs, output):
@@ -231,12 +229,12 @@ def _max_unpool2d_compact_fake(values, offsets, kernel_size, stride, padding, ou
     torch._check(offsets.shape == values.shape,
                  lambda: f"fastseg.max_unpool2d_compact: offsets must have the shape of values {tuple(values.shape)}, got {tuple(offsets.shape)}")
     N, C = values.shape[:2]
-    return values.new_empty((N, C, output_size[0], output_size[1]), memory_format=memory_format_of(values))
+    return empty_4d((N, C, output_size[0], output_size[1]), values, layout_of=values)
 
 
 @_fake("fastseg::max_unpool2d_compact_backward")
 def _max_unpool2d_compact_backward_fake(grad_output, offsets, kernel_size, stride, padding):
-    return grad_output.new_empty(offsets.shape, memory_format=memory_format_of(offsets))
+    return empty_4d(offsets.shape, grad_output, layout_of=offsets)
 
 
 def _max_unpool2d_compact_setup(ctx, inputs, output):
@@ -280,13 +278,12 @@ def _register_scale_op(name):
     def _fake_forward(input, scale_factor):
         torch._check(input.dim() == 4, lambda: f"fastseg.{name}: input must be 4-D, got {input.dim()}-D")
         N, C, h, w = input.shape
-        return input.new_empty((N, C, h * scale_factor[0], w * scale_factor[1]), memory_format=memory_format_of(input))
+        return empty_4d((N, C, h * scale_factor[0], w * scale_factor[1]), input, layout_of=input)
 
     @torch.library.register_fake(f"fastseg::{name}_backward")
     def _fake_backward(grad_output, scale_factor):
         N, C, H, W = grad_output.shape
-        return grad_output.new_empty((N, C, H // scale_factor[0], W // scale_factor[1]),
-                                     memory_format=memory_format_of(grad_output))
+        return empty_4d((N, C, H // scale_factor[0], W // scale_factor[1]), grad_output)
 
     backward_op = getattr(torch.ops.fastseg, f"{name}_backward").default
 
