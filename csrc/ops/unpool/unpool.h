@@ -182,11 +182,14 @@ struct MaxUnpoolBackward {
   scalar_t* out;
   Strides4 grad_st, idx_st;
   int64_t H, W;
+  bool grad_plane_flat;  // grad_st.w == 1 && grad_st.h == W
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE void operator()(int64_t off, int64_t n, int64_t c, int64_t i, int64_t j, Axis, Axis) const {
     const int64_t v = idx[idx_st.at(n, c, i, j)];  // validated to lie in [0, H*W)
-    out[off] = grad[grad_st.at(n, c, v / W, v % W)];
+    // A row-major plane (the usual case) is indexed by v directly, without a division.
+    const int64_t pos = grad_plane_flat ? v : (v / W) * grad_st.h + (v % W) * grad_st.w;
+    out[off] = grad[n * grad_st.n + c * grad_st.c + pos];
   }
 };
 

@@ -148,7 +148,8 @@ at::Tensor max_unpool2d_backward(const at::Tensor& grad_output, const at::Tensor
     Backend::for_each_4d(shape4(out), MaxUnpoolBackward<scalar_t>{grad_output.const_data_ptr<scalar_t>(),
                                                                   indices.const_data_ptr<int64_t>(),
                                                                   out.mutable_data_ptr<scalar_t>(),
-                                                                  strides4(grad_output), strides4(indices), H, W});
+                                                                  strides4(grad_output), strides4(indices), H, W,
+                                                                  grad_output.stride(3) == 1 && grad_output.stride(2) == W});
   });
   return out;
 }
@@ -222,10 +223,19 @@ at::Tensor max_pool2d_compact_backward(const at::Tensor& grad_values, const at::
   if (out.numel() == 0) return out;
   const Geom gh = geom(k, s, p, 0, offsets.size(2)), gw = geom(k, s, p, 1, offsets.size(3));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_values.scalar_type(), "fastseg.max_pool2d_compact_backward", [&] {
-    Backend::for_each_4d(shape4(out), CompactPoolBackward<scalar_t>{grad_values.const_data_ptr<scalar_t>(),
-                                                                    offsets.const_data_ptr<uint8_t>(),
-                                                                    out.mutable_data_ptr<scalar_t>(),
-                                                                    strides4(grad_values), strides4(offsets), gh, gw});
+    if (gh.k <= gh.s && gw.k <= gw.s) {
+      // Windows do not overlap, so each input pixel receives at most one gradient: this is
+      // exactly unpooling the gradient (and gets its fast row kernel).
+      Backend::for_each_4d(shape4(out), CompactUnpoolGather<scalar_t, false>{
+                                            grad_values.const_data_ptr<scalar_t>(), offsets.const_data_ptr<uint8_t>(),
+                                            out.mutable_data_ptr<scalar_t>(), strides4(grad_values), strides4(offsets),
+                                            gh, gw, W});
+    } else {
+      Backend::for_each_4d(shape4(out), CompactPoolBackward<scalar_t>{grad_values.const_data_ptr<scalar_t>(),
+                                                                      offsets.const_data_ptr<uint8_t>(),
+                                                                      out.mutable_data_ptr<scalar_t>(),
+                                                                      strides4(grad_values), strides4(offsets), gh, gw});
+    }
   });
   return out;
 }
