@@ -3,6 +3,9 @@
 // it only maps the bodies of unpool.h onto threads.
 #pragma once
 
+#include <limits>
+#include <utility>
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/core/DeviceGuard.h>
@@ -16,15 +19,30 @@ namespace unpool {
 
 constexpr int64_t kMaxCompactWindow = 255;  // uint8 offsets
 
+// Bound on each geometry value, so that the window arithmetic (y + p, i * s, ...) cannot
+// overflow int64; no real pooling window comes near it.
+constexpr int64_t kMaxGeometry = int64_t(1) << 31;
+
 inline void check_geometry(const char* op, c10::IntArrayRef k, c10::IntArrayRef s, c10::IntArrayRef p) {
   check_pair(k, 1, op, "kernel_size");
   check_pair(s, 1, op, "stride");
   check_pair(p, 0, op, "padding");
+  for (auto [v, name] : {std::pair{k, "kernel_size"}, std::pair{s, "stride"}, std::pair{p, "padding"}}) {
+    TORCH_CHECK(v[0] <= kMaxGeometry && v[1] <= kMaxGeometry, "fastseg.", op, ": ", name, " must be <= 2^31, got ", v);
+  }
 }
 
 inline void check_compact_window(const char* op, c10::IntArrayRef k) {
-  TORCH_CHECK(k[0] * k[1] <= kMaxCompactWindow, "fastseg.", op, ": kernel_size ", k, " has ", k[0] * k[1],
+  // Compare each side first: the product of two large sides could wrap around.
+  TORCH_CHECK(k[0] <= kMaxCompactWindow && k[1] <= kMaxCompactWindow && k[0] * k[1] <= kMaxCompactWindow, "fastseg.",
+              op, ": kernel_size ", k, " has more than ", kMaxCompactWindow,
               " elements; uint8 offsets allow at most ", kMaxCompactWindow);
+}
+
+// H * W must not wrap around (flat indices are int64).
+inline void check_plane_size(const char* op, const char* name, int64_t H, int64_t W) {
+  TORCH_CHECK(W == 0 || H <= std::numeric_limits<int64_t>::max() / W, "fastseg.", op, ": ", name, " ", H, "x", W,
+              " is too large");
 }
 
 inline Geom geom(c10::IntArrayRef k, c10::IntArrayRef s, c10::IntArrayRef p, int d, int64_t n) {
@@ -93,6 +111,7 @@ at::Tensor max_unpool2d(const at::Tensor& input, const at::Tensor& indices, c10:
   check_same_device(input, indices, op, "input", "indices");
   check_geometry(op, k, s, p);
   check_pair(output_size, 0, op, "output_size");
+  check_plane_size(op, "output_size", output_size[0], output_size[1]);
   c10::DeviceGuard guard(input.device());
   const int64_t N = input.size(0), C = input.size(1), h = input.size(2), w = input.size(3);
   const int64_t H = output_size[0], W = output_size[1];
@@ -170,7 +189,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_compact(const at::Tensor& input, c
   check_floating(input, op, "input");
   check_geometry(op, k, s, p);
   check_compact_window(op, k);
-  TORCH_CHECK(2 * p[0] <= k[0] && 2 * p[1] <= k[1], "fastseg.", op,
+  TORCH_CHECK(p[0] <= k[0] / 2 && p[1] <= k[1] / 2, "fastseg.", op,
               ": padding must be at most half of kernel_size, got padding ", p, " for kernel_size ", k);
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   TORCH_CHECK(H > 0 && W > 0, "fastseg.", op, ": input must have non-zero height and width, got ", input.sizes());
@@ -216,6 +235,7 @@ at::Tensor max_pool2d_compact_backward(const at::Tensor& grad_values, const at::
   check_geometry(op, k, s, p);
   check_compact_window(op, k);
   check_pair(input_size, 0, op, "input_size");
+  check_plane_size(op, "input_size", input_size[0], input_size[1]);
   c10::DeviceGuard guard(grad_values.device());
   const int64_t H = input_size[0], W = input_size[1];
   validate_offsets<Backend>(op, offsets, k, s, p, H, W);
@@ -248,6 +268,7 @@ at::Tensor max_unpool2d_compact(const at::Tensor& values, const at::Tensor& offs
   check_geometry(op, k, s, p);
   check_compact_window(op, k);
   check_pair(output_size, 0, op, "output_size");
+  check_plane_size(op, "output_size", output_size[0], output_size[1]);
   c10::DeviceGuard guard(values.device());
   const int64_t H = output_size[0], W = output_size[1];
   auto out = empty_4d(values, values.size(0), values.size(1), H, W, values.scalar_type());
@@ -308,6 +329,9 @@ at::Tensor scale_unpool(const char* op, const at::Tensor& input, c10::IntArrayRe
   check_rank(input, 4, op, "input");
   check_floating(input, op, "input");
   check_pair(scale, 1, op, "scale_factor");
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  TORCH_CHECK(input.size(2) <= kMax / scale[0] && input.size(3) <= kMax / scale[1], "fastseg.", op,
+              ": scale_factor ", scale, " is too large for input ", input.sizes(), " (the output size overflows)");
   c10::DeviceGuard guard(input.device());
   auto out = empty_4d(input, input.size(0), input.size(1), input.size(2) * scale[0], input.size(3) * scale[1],
                       input.scalar_type());

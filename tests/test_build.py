@@ -1,0 +1,108 @@
+"""The compiled library is built and registers every op (CPU always; CUDA when expected).
+
+In CI the extension is always built, so these tests do not skip: a broken build fails here
+instead of silently skipping every kernel test (they are marked `needs_ops`). Set
+FASTSEG_EXPECT_CUDA=1 where the CUDA kernels must be present (CI's CUDA build, the GPU machine).
+"""
+import os
+
+import pytest
+import torch
+
+import fastseg
+
+import helpers
+
+EXPECT_CUDA = os.environ.get("FASTSEG_EXPECT_CUDA", "0").strip().lower() in ("1", "true", "yes", "on")
+
+#: Every op of the unpooling family: (name, number of returned tensors).
+UNPOOL_OPS = (
+    "max_unpool2d", "max_unpool2d_backward",
+    "max_pool2d_compact", "max_pool2d_compact_backward",
+    "max_unpool2d_compact", "max_unpool2d_compact_backward",
+    "unpool_nearest2d", "unpool_nearest2d_backward",
+    "unpool_bed_of_nails2d", "unpool_bed_of_nails2d_backward",
+)
+
+#: The schemas the issue specifies (argument names and types are part of the public API).
+SCHEMAS = {
+    "max_unpool2d": "fastseg::max_unpool2d(Tensor input, Tensor indices, int[2] kernel_size, int[2] stride, "
+                    "int[2] padding, SymInt[2] output_size) -> Tensor",
+    "max_unpool2d_backward": "fastseg::max_unpool2d_backward(Tensor grad_output, Tensor indices) -> Tensor",
+    "max_pool2d_compact": "fastseg::max_pool2d_compact(Tensor input, int[2] kernel_size, int[2] stride, "
+                          "int[2] padding, bool ceil_mode) -> (Tensor, Tensor)",
+    "max_pool2d_compact_backward": "fastseg::max_pool2d_compact_backward(Tensor grad_values, Tensor offsets, "
+                                   "SymInt[2] input_size, int[2] kernel_size, int[2] stride, int[2] padding) -> Tensor",
+    "max_unpool2d_compact": "fastseg::max_unpool2d_compact(Tensor values, Tensor offsets, int[2] kernel_size, "
+                            "int[2] stride, int[2] padding, SymInt[2] output_size) -> Tensor",
+    "max_unpool2d_compact_backward": "fastseg::max_unpool2d_compact_backward(Tensor grad_output, Tensor offsets, "
+                                     "int[2] kernel_size, int[2] stride, int[2] padding) -> Tensor",
+    "unpool_nearest2d": "fastseg::unpool_nearest2d(Tensor input, int[2] scale_factor) -> Tensor",
+    "unpool_nearest2d_backward": "fastseg::unpool_nearest2d_backward(Tensor grad_output, "
+                                 "int[2] scale_factor) -> Tensor",
+    "unpool_bed_of_nails2d": "fastseg::unpool_bed_of_nails2d(Tensor input, int[2] scale_factor) -> Tensor",
+    "unpool_bed_of_nails2d_backward": "fastseg::unpool_bed_of_nails2d_backward(Tensor grad_output, "
+                                      "int[2] scale_factor) -> Tensor",
+}
+
+
+def test_extension_is_built():
+    assert fastseg.HAS_OPS, f"fastseg._C failed to load: {fastseg.load_error!r}"
+    assert fastseg.load_error is None
+
+
+def test_cuda_kernels_when_expected():
+    if not EXPECT_CUDA:
+        pytest.skip("FASTSEG_EXPECT_CUDA is not set")
+    assert fastseg.HAS_CUDA_KERNELS, "FASTSEG_EXPECT_CUDA=1 but fastseg._C has no CUDA kernels"
+
+
+@helpers.needs_ops
+@pytest.mark.parametrize("name", UNPOOL_OPS)
+def test_op_registered_with_cpu_kernel(name):
+    packet = getattr(torch.ops.fastseg, name)
+    assert hasattr(packet, "default"), f"torch.ops.fastseg.{name} has no .default overload"
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fastseg::{name}", "CPU"), (
+        f"fastseg::{name} has no CPU kernel")
+
+
+@helpers.needs_ops
+@pytest.mark.parametrize("name", UNPOOL_OPS)
+def test_op_schema(name):
+    assert str(getattr(torch.ops.fastseg, name).default._schema) == SCHEMAS[name]
+
+
+@helpers.needs_ops
+@pytest.mark.parametrize("name", UNPOOL_OPS)
+def test_op_has_fake_and_autograd(name):
+    """Fake (Meta) kernels for torch.compile/export, and an Autograd kernel (register_autograd)."""
+    qual = f"fastseg::{name}"
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(qual, "Meta"), f"{qual}: no fake (Meta) kernel"
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(qual, "Autograd"), f"{qual}: no autograd kernel"
+
+
+@helpers.needs_ops
+@pytest.mark.parametrize("name", UNPOOL_OPS)
+def test_op_cuda_kernel_when_expected(name):
+    if not EXPECT_CUDA:
+        pytest.skip("FASTSEG_EXPECT_CUDA is not set")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fastseg::{name}", "CUDA"), (
+        f"fastseg::{name} has no CUDA kernel")
+
+
+def test_public_api():
+    for fn in ("max_unpool2d", "max_pool2d_compact", "max_unpool2d_compact", "unpool_nearest2d",
+               "unpool_bed_of_nails2d"):
+        assert callable(getattr(fastseg.ops, fn)), fn
+        assert callable(getattr(fastseg.reference, fn)), fn
+    for layer in ("MaxUnpool2d", "MaxPool2dCompact", "MaxUnpool2dCompact", "UnpoolNearest2d", "UnpoolBedOfNails2d"):
+        assert issubclass(getattr(fastseg.nn, layer), torch.nn.Module), layer
+
+
+def test_fresh_import_without_torchvision_import():
+    """Importing fastseg must not import torchvision (it does not load on the CPU-only leg)."""
+    helpers.raises_in_subprocess(
+        "import sys, fastseg\n"
+        "assert sys.modules.get('torchvision') is None, 'fastseg imported torchvision'\n"
+        "raise SystemExit('ok')\n",
+        "SystemExit", "^ok$")
