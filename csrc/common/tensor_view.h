@@ -4,6 +4,10 @@
 
 #include <cstdint>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include <c10/macros/Macros.h>
 
 #include <ATen/ATen.h>
@@ -41,10 +45,29 @@ inline bool is_channels_last(const at::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+// Large CPU outputs are fresh, untouched memory: with 4 KiB pages, first-touch page faults cost
+// more than writing the data (measured on our 2-core machines: a bare zero-fill of a 177 MB
+// output takes ~3x longer than the writes themselves). Asking for transparent huge pages before
+// the first touch makes those faults ~500x fewer. Advisory only: without THP nothing changes.
+inline void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kMin = uintptr_t(8) << 20, kPage = 4096;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.const_data_ptr());
+  const uintptr_t end = begin + uintptr_t(t.nbytes());
+  if (!t.is_cpu() || t.nbytes() < kMin) return;
+  const uintptr_t first = (begin + kPage - 1) & ~(kPage - 1);
+  if (end > first) madvise(reinterpret_cast<void*>(first), end - first, MADV_HUGEPAGE);  // errors ignored
+#else
+  (void)t;
+#endif
+}
+
 inline at::Tensor empty_4d(const at::Tensor& like, int64_t N, int64_t C, int64_t H, int64_t W,
                            at::ScalarType dtype) {
   auto fmt = is_channels_last(like) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  return at::empty({N, C, H, W}, like.options().dtype(dtype).memory_format(fmt));
+  auto out = at::empty({N, C, H, W}, like.options().dtype(dtype).memory_format(fmt));
+  advise_huge_pages(out);
+  return out;
 }
 
 inline Shape4 shape4(const at::Tensor& out) {
