@@ -87,6 +87,31 @@ C10_HOST_DEVICE inline int64_t gather_winner(scalar_t* out, Axis ry, Axis cx, co
   return matches;
 }
 
+// CPU row form of the non-overlapping unpooling gathers (MaxUnpoolGather, CompactUnpoolGather):
+// builds one output row of width W from its window row. points_at(j) is the column that window
+// j's index names if it names this row (anything else is a miss); it is a hit when that column
+// lies inside window j and the row. Visits each index once per output row instead of once per
+// output pixel. The row is built in `scratch` (W + 1 elements: the last takes the stores of
+// misses, so the store is unconditional, as a branch would mispredict half the time), then copied
+// out. Returns the number of hits, as operator() would count them. values == nullptr: no window
+// row covers this row, which is all zeros.
+template <typename scalar_t, typename PointsAt>
+inline int64_t unpool_row(scalar_t* out_row, void* scratch, int64_t W, const scalar_t* values, int64_t value_stride,
+                          const Geom& gw, const PointsAt& points_at) {
+  scalar_t* buf = static_cast<scalar_t*>(scratch);
+  std::fill(buf, buf + W, scalar_t(0));
+  int64_t hits = 0;
+  for (int64_t j = 0; values != nullptr && j < gw.n; ++j) {
+    const int64_t x0 = j * gw.s - gw.p;
+    const int64_t x = points_at(j);
+    const bool hit = (uint64_t(x - x0) < uint64_t(gw.k)) & (uint64_t(x) < uint64_t(W));
+    hits += hit;
+    buf[W + ((x - W) & -int64_t(hit))] = values[j * value_stride];  // x if hit, else W: no branch
+  }
+  std::copy(buf, buf + W, out_row);
+  return hits;
+}
+
 // ---------------------------------------------------------------------------- max_unpool2d
 
 // Flat index v stored at pooled position (i, j) of an output plane H x W.
@@ -147,30 +172,14 @@ struct MaxUnpoolGather {
     }, [&](int64_t i, int64_t j) { return in[in_st.at(n, c, i, j)]; });
   }
 
-  // Row form for the CPU (contract in common/cpu_backend.h): every window of the row's window row
-  // stores its value where its index points, if that is in this row inside the window. Visits
-  // each index once per output row instead of once per output pixel. The row is built in `buf`
-  // (W + 1 elements, the last one takes the stores of misses, so the store is unconditional: a
-  // branch would mispredict half the time), then copied out.
+  // Row form for the CPU (contract in common/cpu_backend.h), see unpool_row.
   static constexpr bool kRowKernel = !kOverlap;
   int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t y, Axis ry, void* scratch) const {
-    scalar_t* buf = static_cast<scalar_t*>(scratch);
-    std::fill(buf, buf + W, scalar_t(0));
-    int64_t count = 0;
-    if (ry.a <= ry.b) {
-      const int64_t* ip = idx + idx_st.at(n, c, ry.a, 0);
-      const scalar_t* vp = in + in_st.at(n, c, ry.a, 0);
-      const int64_t row0 = y * W;
-      for (int64_t j = 0; j < gw.n; ++j) {
-        const int64_t x0 = j * gw.s - gw.p;
-        const int64_t x = ip[j * idx_st.w] - row0;
-        const bool hit = (uint64_t(x - x0) < uint64_t(gw.k)) & (uint64_t(x) < uint64_t(W));
-        count += hit;
-        buf[W + ((x - W) & -int64_t(hit))] = vp[j * in_st.w];  // x if hit, else W: arithmetic, no branch
-      }
-    }
-    std::copy(buf, buf + W, out + off0);
-    return count;
+    if (ry.a > ry.b) return unpool_row<scalar_t>(out + off0, scratch, W, nullptr, 0, gw, [](int64_t) { return int64_t(-1); });
+    const int64_t* ip = idx + idx_st.at(n, c, ry.a, 0);
+    const int64_t row0 = y * W;
+    return unpool_row(out + off0, scratch, W, in + in_st.at(n, c, ry.a, 0), in_st.w, gw,
+                      [&](int64_t j) { return ip[j * idx_st.w] - row0; });
   }
 };
 
@@ -232,27 +241,15 @@ struct CompactUnpoolGather {
     }, [&](int64_t i, int64_t j) { return in[in_st.at(n, c, i, j)]; });
   }
 
-  // Row form for the CPU, as in MaxUnpoolGather: an offset hits this row when its window row
-  // dy = offset / kw is the row's offset from the window top, i.e. offset - dy*kw lies in [0, kw).
+  // Row form for the CPU, see unpool_row: an offset points into this row when its window row
+  // offset / kw is the row's distance dy from the window top, i.e. offset - dy*kw lies in [0, kw).
   static constexpr bool kRowKernel = !kOverlap;
   int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t y, Axis ry, void* scratch) const {
-    scalar_t* buf = static_cast<scalar_t*>(scratch);
-    std::fill(buf, buf + W, scalar_t(0));
-    int64_t count = 0;
-    if (ry.a <= ry.b) {
-      const uint8_t* op = off + off_st.at(n, c, ry.a, 0);
-      const scalar_t* vp = in + in_st.at(n, c, ry.a, 0);
-      const int64_t row_start = (y - (ry.a * gh.s - gh.p)) * gw.k;
-      for (int64_t j = 0; j < gw.n; ++j) {
-        const int64_t dx = int64_t(op[j * off_st.w]) - row_start;
-        const int64_t x = j * gw.s - gw.p + dx;
-        const bool hit = (uint64_t(dx) < uint64_t(gw.k)) & (uint64_t(x) < uint64_t(W));
-        count += hit;
-        buf[W + ((x - W) & -int64_t(hit))] = vp[j * in_st.w];  // x if hit, else W: arithmetic, no branch
-      }
-    }
-    std::copy(buf, buf + W, out + off0);
-    return count;
+    if (ry.a > ry.b) return unpool_row<scalar_t>(out + off0, scratch, W, nullptr, 0, gw, [](int64_t) { return int64_t(-1); });
+    const uint8_t* op = off + off_st.at(n, c, ry.a, 0);
+    const int64_t row_start = (y - (ry.a * gh.s - gh.p)) * gw.k;
+    return unpool_row(out + off0, scratch, W, in + in_st.at(n, c, ry.a, 0), in_st.w, gw,
+                      [&](int64_t j) { return j * gw.s - gw.p + (int64_t(op[j * off_st.w]) - row_start); });
   }
 };
 
