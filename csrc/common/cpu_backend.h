@@ -27,16 +27,14 @@ namespace fastseg {
 // holds W + 1 elements of up to 8 bytes, private to the calling thread. Tests
 // compare both forms: torch.ops.fastseg._set_cpu_row_kernels(False) makes the CPU use
 // operator() everywhere, as CUDA does.
+// C++17 detection idiom, not a C++20 requires-expression: torch 2.11/2.12's cpp_extension (our
+// GPU machine has 2.11) compiles with -std=c++17.
+template <typename Body, typename = void>
+struct row_kernel_of : std::false_type {};
 template <typename Body>
-constexpr bool row_kernel_of() {
-  if constexpr (requires { Body::kRowKernel; }) {
-    return Body::kRowKernel;
-  } else {
-    return false;
-  }
-}
+struct row_kernel_of<Body, std::void_t<decltype(Body::kRowKernel)>> : std::bool_constant<Body::kRowKernel> {};
 template <typename Body>
-constexpr bool has_row_kernel = row_kernel_of<Body>();
+constexpr bool has_row_kernel = row_kernel_of<Body>::value;
 
 bool cpu_row_kernels_enabled();
 
