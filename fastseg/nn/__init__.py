@@ -6,3 +6,4 @@ from .unpool import (  # noqa: F401
     UnpoolBedOfNails2d,
     UnpoolNearest2d,
 )
+from .conv_transpose import BilinearUpsample2d, ConvTranspose2dCrop, UpConcat  # noqa: F401

@@ -6,3 +6,9 @@ from .unpool import (  # noqa: F401
     unpool_bed_of_nails2d,
     unpool_nearest2d,
 )
+from .conv_transpose import (  # noqa: F401
+    bilinear_upsample_weight,
+    conv_transpose2d_crop,
+    conv_transpose2d_crop_cat,
+    conv_transpose_full_size,
+)

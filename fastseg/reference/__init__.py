@@ -7,3 +7,4 @@ from .unpool import (  # noqa: F401
     unpool_bed_of_nails2d,
     unpool_nearest2d,
 )
+from .conv_transpose import conv_transpose2d_crop, conv_transpose2d_crop_cat  # noqa: F401

@@ -1,0 +1,42 @@
+// Transpose convolution + crop: schemas, the CPU kernels (math in conv_transpose.h, flow in
+// conv_transpose_ops.h) and the strategy switch for tests.
+#include <atomic>
+
+#include <torch/library.h>
+
+#include "common/cpu_backend.h"
+#include "ops/conv_transpose/conv_transpose_ops.h"
+
+namespace fastseg {
+namespace conv_transpose {
+namespace {
+std::atomic<int64_t> forced{0};
+
+// Testing hook: 0 auto, 1 direct, 2 phase GEMM (dilation 1; else direct), 3 aten.
+// Returns the previous setting.
+int64_t set_strategy(int64_t strategy) {
+  TORCH_CHECK(strategy >= 0 && strategy <= 3, "fastseg._set_conv_transpose_strategy: strategy must be 0..3, got ",
+              strategy);
+  return forced.exchange(strategy);
+}
+}  // namespace
+
+Strategy forced_strategy() { return static_cast<Strategy>(forced.load(std::memory_order_relaxed)); }
+
+}  // namespace conv_transpose
+}  // namespace fastseg
+
+TORCH_LIBRARY_FRAGMENT(fastseg, m) {
+  m.def("conv_transpose2d_crop(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+        "int[2] dilation, int groups, SymInt[2] crop, SymInt[2] output_size) -> Tensor");
+  m.def("conv_transpose2d_crop_out(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+        "int[2] dilation, int groups, SymInt[2] crop, Tensor(a!) out) -> ()");
+  m.def("conv_transpose2d_crop_cat(Tensor input, Tensor weight, Tensor? bias, Tensor skip, int[2] stride, "
+        "int[2] padding, int[2] dilation, int groups, SymInt[2] crop, SymInt[2] output_size, SymInt[2] skip_crop) "
+        "-> Tensor");
+  m.def("_set_conv_transpose_strategy(int strategy) -> int", &fastseg::conv_transpose::set_strategy);
+}
+
+TORCH_LIBRARY_IMPL(fastseg, CPU, m) {
+  fastseg::conv_transpose::register_kernels<fastseg::CpuBackend>(m);
+}

@@ -1,0 +1,146 @@
+// Transpose convolution + crop: the per-element math shared by the CPU and CUDA kernels.
+//
+// Coordinates. Along one axis, input position i with kernel tap t lands on full-output position
+// Y = i*s - p + t*d (the full output has (n_in-1)*s - 2p + d*(k-1) + 1 positions). The cropped
+// output position y is Y = y + crop. We work with Z = Y + p >= 0, so Z = i*s + t*d.
+//
+// Two bodies (contract in common/cpu_backend.h), each writing one output element:
+// - DirectGather: sums input * weight over the taps that land on the element (any stride and
+//   dilation). For few channels per group or dilated kernels.
+// - PhaseGather: reads the element from the result of the phase GEMM (conv_transpose_ops.h) and
+//   adds the bias: the fused "pixel shuffle + crop + bias" write.
+// Both write through the output's strides, so the output may be any strided view (a channel slice
+// of a U-Net concat buffer).
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/OpMathType.h>
+#include <c10/macros/Macros.h>
+
+#include "common/tensor_view.h"
+
+namespace fastseg {
+namespace conv_transpose {
+
+// One spatial axis of the problem.
+struct CtAxis {
+  int64_t n_in;    // input size
+  int64_t k, s, p, d;
+  int64_t crop;    // first full-output position kept
+  int64_t n_out;   // cropped output size
+  int64_t step_k;  // tap step between consecutive taps landing on one position: s / gcd(s, d)
+  int64_t step_i;  // the matching input step: d / gcd(s, d)
+};
+
+C10_HOST_DEVICE inline int64_t gcd64(int64_t a, int64_t b) {
+  while (b != 0) {
+    const int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+inline CtAxis make_axis(int64_t n_in, int64_t k, int64_t s, int64_t p, int64_t d, int64_t crop, int64_t n_out) {
+  const int64_t g = gcd64(s, d);
+  return {n_in, k, s, p, d, crop, n_out, s / g, d / g};
+}
+
+// Full (uncropped) transpose-convolution output size along an axis.
+inline int64_t full_size(int64_t n_in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  return (n_in - 1) * s - 2 * p + d * (k - 1) + 1;
+}
+
+// The first tap landing on cropped output position y: {tap, input position}, or {k, 0} if none.
+// Later taps follow as tap += step_k, input -= step_i while tap < k and input >= 0.
+C10_HOST_DEVICE inline Axis first_tap(int64_t y, const CtAxis& a) {
+  const int64_t z = y + a.crop + a.p;
+  const int64_t first_period = a.step_k < a.k ? a.step_k : a.k;
+  for (int64_t t = 0; t < first_period; ++t) {
+    const int64_t rest = z - t * a.d;
+    if (rest < 0) break;
+    if (rest % a.s != 0) continue;
+    int64_t tap = t, i = rest / a.s;
+    if (i >= a.n_in) {  // skip the taps that land beyond the input's end
+      const int64_t m = (i - (a.n_in - 1) + a.step_i - 1) / a.step_i;
+      tap += m * a.step_k;
+      i -= m * a.step_i;
+    }
+    if (tap < a.k && i >= 0) return {tap, i};
+    break;
+  }
+  return {a.k, 0};
+}
+
+// out[n, co, y, x] = bias[co] + sum over ci of the group, taps (ty, tx) landing on (y, x) of
+// input[n, ci, iy, ix] * weight[ci, co % cout_g, ty, tx]. Weight is contiguous [Cin, Cout/g, kh, kw].
+template <typename T>
+struct DirectGather {
+  const T* input;
+  const T* weight;
+  const T* bias;  // nullptr: no bias
+  T* out;
+  Strides4 is, os;
+  CtAxis h, w;
+  int64_t cin_g, cout_g;
+
+  C10_HOST_DEVICE Axis row(int64_t y) const { return first_tap(y, h); }
+  C10_HOST_DEVICE Axis col(int64_t x) const { return first_tap(x, w); }
+
+  C10_HOST_DEVICE void operator()(int64_t, int64_t n, int64_t co, int64_t y, int64_t x, Axis ry, Axis cx) const {
+    using acc_t = at::opmath_type<T>;
+    const int64_t g = co / cout_g, co_g = co - g * cout_g;
+    acc_t acc = bias != nullptr ? acc_t(bias[co]) : acc_t(0);
+    for (int64_t ci = g * cin_g; ci < (g + 1) * cin_g; ++ci) {
+      const T* in_c = input + n * is.n + ci * is.c;
+      const T* w_c = weight + (ci * cout_g + co_g) * h.k * w.k;
+      for (int64_t ty = ry.a, iy = ry.b; ty < h.k && iy >= 0; ty += h.step_k, iy -= h.step_i) {
+        for (int64_t tx = cx.a, ix = cx.b; tx < w.k && ix >= 0; tx += w.step_k, ix -= w.step_i) {
+          acc += acc_t(in_c[iy * is.h + ix * is.w]) * acc_t(w_c[ty * w.k + tx]);
+        }
+      }
+    }
+    out[n * os.n + co * os.c + y * os.h + x * os.w] = T(acc);
+  }
+};
+
+// Strides (in elements) of the phase GEMM result P, indexed [n, group, phase_y, phase_x, co_g, qy, qx]
+// (any order in memory; conv_transpose_ops.h picks it).
+struct PhaseStrides {
+  int64_t n, g, ry, rx, c, qy, qx;
+};
+
+// Phase decomposition along one axis: z = q*s + r; q is relative to the first q of the crop.
+C10_HOST_DEVICE inline Axis phase_of(int64_t y, const CtAxis& a, int64_t q0, int64_t stride_q, int64_t stride_r) {
+  const int64_t z = y + a.crop + a.p;
+  const int64_t q = z / a.s, r = z - q * a.s;
+  return {(q - q0) * stride_q + r * stride_r, 0};
+}
+
+// out[n, co, y, x] = bias[co] + P[n, g, ry, rx, co_g, qy, qx]: one read per element.
+template <typename T>
+struct PhaseGather {
+  const T* phases;
+  const T* bias;  // nullptr: no bias
+  T* out;
+  PhaseStrides ps;
+  Strides4 os;
+  CtAxis h, w;
+  int64_t qy0, qx0;
+  int64_t groups, cout_g;
+
+  C10_HOST_DEVICE Axis row(int64_t y) const { return phase_of(y, h, qy0, ps.qy, ps.ry); }
+  C10_HOST_DEVICE Axis col(int64_t x) const { return phase_of(x, w, qx0, ps.qx, ps.rx); }
+
+  C10_HOST_DEVICE void operator()(int64_t, int64_t n, int64_t co, int64_t y, int64_t x, Axis ry, Axis cx) const {
+    using acc_t = at::opmath_type<T>;
+    const int64_t g = groups == 1 ? 0 : co / cout_g, co_g = co - g * cout_g;  // no division when ungrouped
+    acc_t v = acc_t(phases[n * ps.n + g * ps.g + co_g * ps.c + ry.a + cx.a]);
+    if (bias != nullptr) v += acc_t(bias[co]);
+    out[n * os.n + co * os.c + y * os.h + x * os.w] = T(v);
+  }
+};
+
+}  // namespace conv_transpose
+}  // namespace fastseg

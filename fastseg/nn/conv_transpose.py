@@ -1,0 +1,122 @@
+"""Transpose-convolution layers: ConvTranspose2dCrop (a drop-in nn.ConvTranspose2d with a fused
+crop), BilinearUpsample2d (FCN's fixed bilinear upsampling) and UpConcat (U-Net's up-convolution
++ copy-and-crop concat in one buffer)."""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+from ..ops._utils import IntPair, pair
+
+
+class ConvTranspose2dCrop(nn.ConvTranspose2d):
+    """`nn.ConvTranspose2d` whose output is cropped to `crop=(top, left)`, `output_size=(OH, OW)`
+    (None: the rest of the full output) without computing what the crop drops.
+
+    Same constructor, parameters and state dict keys (`weight`, `bias`) as nn.ConvTranspose2d, so
+    its weights load as they are; with the default crop it computes exactly what
+    nn.ConvTranspose2d does, `output_padding` and `forward(input, output_size)` included. The
+    crop is taken from the layer's output frame (after `padding`); `output_padding` extends that
+    frame at the bottom/right as in PyTorch.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
+                 padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1, bias: bool = True,
+                 dilation: IntPair = 1, padding_mode: str = "zeros", device=None, dtype=None, *,
+                 crop: IntPair = 0, output_size: Optional[Sequence[int]] = None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
+                         dilation, padding_mode, device, dtype)
+        if isinstance(self.padding, str):
+            raise ValueError("fastseg.ConvTranspose2dCrop: padding must be ints, got a string")
+        self.crop = pair(crop, "ConvTranspose2dCrop", "crop", minimum=0)
+        self.crop_size = None if output_size is None else pair(tuple(output_size)[-2:], "ConvTranspose2dCrop",
+                                                               "output_size", minimum=0)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.crop != (0, 0):
+            s += f", crop={self.crop}"
+        if self.crop_size is not None:
+            s += f", output_size={self.crop_size}"
+        return s
+
+    def _frame(self, input: torch.Tensor, output_size: Optional[Sequence[int]]):
+        """(padding, crop, size) for ops.conv_transpose2d_crop."""
+        input_hw = input.shape[-2:]
+        if output_size is not None:  # nn.ConvTranspose2d.forward's output_size picks output_padding
+            out_pad = self._output_padding(input, list(output_size), list(self.stride), list(self.padding),
+                                           list(self.kernel_size), 2, list(self.dilation))
+        else:
+            out_pad = self.output_padding
+        full = ops.conv_transpose_full_size(input_hw, self.kernel_size, self.stride, self.padding, self.dilation)
+        if self.crop_size is not None:
+            size = self.crop_size
+        else:
+            size = tuple(full[i] + out_pad[i] - self.crop[i] for i in range(2))
+        if all(self.crop[i] + size[i] <= full[i] for i in range(2)):
+            return tuple(self.padding), self.crop, size, (0, 0)
+        # Past the padded frame (output_padding): the same window in the unpadded frame, and
+        # beyond that frame (where no tap lands: the bias only) `extra` rows/columns.
+        crop0 = tuple(self.crop[i] + self.padding[i] for i in range(2))
+        full0 = ops.conv_transpose_full_size(input_hw, self.kernel_size, self.stride, (0, 0), self.dilation)
+        inside = tuple(max(0, min(size[i], full0[i] - crop0[i])) for i in range(2))
+        return (0, 0), crop0, inside, (size[0] - inside[0], size[1] - inside[1])
+
+    def forward(self, input: torch.Tensor, output_size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        padding, crop, size, extra = self._frame(input, output_size)
+        y = ops.conv_transpose2d_crop(input, self.weight, self.bias, self.stride, padding, self.dilation,
+                                      self.groups, crop, size)
+        if extra != (0, 0):
+            y = F.pad(y, (0, extra[1], 0, extra[0]))
+            if self.bias is not None:
+                beyond = torch.ones(y.shape[-2:], dtype=y.dtype, device=y.device)
+                beyond[:size[0], :size[1]] = 0
+                y = y + self.bias.view(-1, 1, 1) * beyond
+        return y
+
+
+class BilinearUpsample2d(nn.Module):
+    """FCN's fixed bilinear upsampling by an integer `factor`: a depthwise transpose convolution
+    with the bilinear kernel (k = 2*factor - factor % 2, stride factor), then the crop. The
+    default crop (factor // 2, padding-free frame) with output_size = factor * input size gives
+    the centred upsampling FCN's Caffe crops produce. Not trainable (a buffer, not saved)."""
+
+    def __init__(self, channels: int, factor: int, crop: Optional[IntPair] = None,
+                 output_size: Optional[Sequence[int]] = None):
+        super().__init__()
+        self.channels, self.factor = channels, factor
+        self.register_buffer("weight", ops.bilinear_upsample_weight(channels, factor, depthwise=True),
+                             persistent=False)
+        self.crop = pair(factor // 2 if crop is None else crop, "BilinearUpsample2d", "crop", minimum=0)
+        self.crop_size = output_size
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, factor={self.factor}, crop={self.crop}"
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        size = self.crop_size
+        if size is None and self.crop == (self.factor // 2,) * 2:
+            size = (input.shape[-2] * self.factor, input.shape[-1] * self.factor)
+        return ops.conv_transpose2d_crop(input, self.weight.to(input.dtype), None, self.factor, 0, 1, self.channels,
+                                         self.crop, size)
+
+
+class UpConcat(ConvTranspose2dCrop):
+    """U-Net's decoder step: up-convolve `input` (default 2x2, stride 2) and concatenate it after
+    the centre crop of `skip` (the "copy and crop" of the original U-Net; `skip` first, as in the
+    paper's Caffe model), writing both into one buffer: `forward(input, skip)` equals
+    `torch.cat([center_crop(skip), conv_transpose(input)], 1)`. Parameters as nn.ConvTranspose2d
+    (`weight`, `bias`). Differentiable in everything.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair = 2, stride: IntPair = 2,
+                 padding: IntPair = 0, bias: bool = True, device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias=bias, device=device,
+                         dtype=dtype)
+
+    def forward(self, input: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        padding, crop, size, _ = self._frame(input, None)  # no output_padding: extra is (0, 0)
+        return ops.conv_transpose2d_crop_cat(input, self.weight, self.bias, skip, self.stride, padding,
+                                             self.dilation, self.groups, crop, size)

@@ -1,0 +1,237 @@
+"""Transpose convolution + crop: conv_transpose2d_crop (functional and out=),
+conv_transpose2d_crop_cat (the U-Net concat write), bilinear_upsample_weight.
+
+`conv_transpose2d_crop(x, w, b, stride, padding, dilation, groups, crop=(top, left),
+output_size=(OH, OW))` equals `F.conv_transpose2d(x, w, b, stride, padding, 0, groups,
+dilation)[:, :, top:top+OH, left:left+OW]`; only the crop is computed. Kernels in
+csrc/ops/conv_transpose/ (the strategy is picked by shape there).
+
+Autograd: the backward is ATen's `convolution_backward` of the transposed convolution, fed
+the output gradient zero-padded back to the full output (so double backward works too).
+
+The out= rule: without autograd recording (inference, `torch.no_grad()`, or no operand that
+requires grad) the result is written straight into `out`. When autograd records, the
+functional op runs and `out.copy_(result)` writes it (a copy autograd tracks, so gradients flow
+through `out` and its base). For training without that copy, use `conv_transpose2d_crop_cat`
+(or `fastseg.nn.UpConcat`), which produces the concatenated buffer functionally.
+"""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import _loader
+from ._utils import IntPair, as_batched, empty_4d, pair
+
+__all__ = [
+    "conv_transpose2d_crop",
+    "conv_transpose2d_crop_cat",
+    "conv_transpose_full_size",
+    "bilinear_upsample_weight",
+]
+
+
+def conv_transpose_full_size(input_hw: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],
+                             padding: Sequence[int], dilation: Sequence[int]) -> Tuple[int, int]:
+    """Size of the full (uncropped) output: (n - 1) * s - 2p + d * (k - 1) + 1 per axis."""
+    return tuple((input_hw[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel_size[i] - 1) + 1
+                 for i in range(2))
+
+
+def _check_tensor(t, op, name, dim=None):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"fastseg.{op}: {name} must be a Tensor, got {type(t).__name__}")
+    if dim is not None and t.dim() != dim:
+        raise ValueError(f"fastseg.{op}: {name} must be {dim}-D, got shape {tuple(t.shape)}")
+
+
+def _arguments(op, input, weight, bias, stride, padding, dilation, groups, crop, output_size):
+    """Normalised arguments: (x [N,C,H,W], unbatched, s, p, d, groups, crop, (OH, OW))."""
+    x, unbatched = as_batched(input, op, "input")
+    _check_tensor(weight, op, "weight", 4)
+    if bias is not None:
+        _check_tensor(bias, op, "bias", 1)
+    s = pair(stride, op, "stride", minimum=1)
+    p = pair(padding, op, "padding", minimum=0)
+    d = pair(dilation, op, "dilation", minimum=1)
+    c = pair(crop, op, "crop", minimum=0)
+    if not isinstance(groups, (int, torch.SymInt)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"fastseg.{op}: groups must be an int >= 1, got {groups!r}")
+    full = conv_transpose_full_size(x.shape[-2:], weight.shape[-2:], s, p, d)
+    if output_size is None:
+        size = (full[0] - c[0], full[1] - c[1])
+        if size[0] < 0 or size[1] < 0:
+            raise ValueError(f"fastseg.{op}: crop {c} must lie inside the full output of {full[0]}x{full[1]}")
+    else:
+        try:
+            size = tuple(output_size)
+        except TypeError:
+            raise ValueError(f"fastseg.{op}: output_size must be a pair of ints (or [N, C, H, W]), got {output_size!r}")
+        if len(size) == 4:
+            size = size[2:]
+        size = pair(size, op, "output_size", minimum=0)
+    return x, unbatched, list(s), list(p), list(d), groups, list(c), list(size)
+
+
+def conv_transpose2d_crop(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                          stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1,
+                          crop: IntPair = (0, 0), output_size: Optional[Sequence[int]] = None,
+                          out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """`F.conv_transpose2d(input, weight, bias, stride, padding, 0, groups, dilation)` cropped to
+    `[top:top+OH, left:left+OW]` with `crop=(top, left)`, `output_size=(OH, OW)` (None: the rest
+    of the full output). A crop outside the full output raises.
+
+    `out`: any strided [N, Cout, OH, OW] view (e.g. a channel slice of a U-Net concat buffer);
+    the result is written there, nothing else is touched, and `out` is returned (see the module
+    docstring for the autograd rule). Accepts unbatched [C, H, W] input like PyTorch.
+    """
+    op = "conv_transpose2d_crop"
+    _loader.require_ops()
+    x, unbatched, s, p, d, g, c, size = _arguments(op, input, weight, bias, stride, padding, dilation, groups,
+                                                   crop, output_size)
+    if out is None:
+        y = torch.ops.fastseg.conv_transpose2d_crop.default(x, weight, bias, s, p, d, g, c, size)
+        return y.squeeze(0) if unbatched else y
+    _check_tensor(out, op, "out")
+    out4 = out.unsqueeze(0) if unbatched else out
+    expected = (x.shape[0], weight.shape[1] * g, size[0], size[1])
+    if tuple(out4.shape) != expected:
+        raise ValueError(f"fastseg.{op}: out must have shape {expected if not unbatched else expected[1:]}, "
+                         f"got {tuple(out.shape)}")
+    operands = [t for t in (x, weight, bias, out4) if t is not None]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in operands):
+        out4.copy_(torch.ops.fastseg.conv_transpose2d_crop.default(x, weight, bias, s, p, d, g, c, size))
+    else:
+        torch.ops.fastseg.conv_transpose2d_crop_out.default(x, weight, bias, s, p, d, g, c, out4)
+    return out
+
+
+def conv_transpose2d_crop_cat(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                              skip: torch.Tensor, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
+                              groups: int = 1, crop: IntPair = (0, 0), output_size: Optional[Sequence[int]] = None,
+                              skip_crop: Optional[IntPair] = None) -> torch.Tensor:
+    """`torch.cat([skip_cropped, conv_transpose2d_crop(input, ...)], dim=1)` written into one
+    buffer: the U-Net decoder's "copy and crop" + up-convolution, without a cat copy of the
+    up-convolution. `skip_crop=(top, left)` places the OHxOW window in `skip`; None centres it
+    (floor), as the original U-Net does. Differentiable in input, weight, bias and skip.
+    """
+    op = "conv_transpose2d_crop_cat"
+    _loader.require_ops()
+    x, unbatched, s, p, d, g, c, size = _arguments(op, input, weight, bias, stride, padding, dilation, groups,
+                                                   crop, output_size)
+    _check_tensor(skip, op, "skip")
+    sk = skip.unsqueeze(0) if unbatched and skip.dim() == 3 else skip
+    if sk.dim() != 4:
+        raise ValueError(f"fastseg.{op}: skip must be {3 if unbatched else 4}-D, got shape {tuple(skip.shape)}")
+    if skip_crop is None:
+        if sk.shape[2] < size[0] or sk.shape[3] < size[1]:
+            raise ValueError(f"fastseg.{op}: skip ({sk.shape[2]}x{sk.shape[3]}) must be at least as large as the "
+                             f"up-convolution output ({size[0]}x{size[1]})")
+        sc = [(sk.shape[2] - size[0]) // 2, (sk.shape[3] - size[1]) // 2]
+    else:
+        sc = list(pair(skip_crop, op, "skip_crop", minimum=0))
+    y = torch.ops.fastseg.conv_transpose2d_crop_cat.default(x, weight, bias, sk, s, p, d, g, c, size, sc)
+    return y.squeeze(0) if unbatched else y
+
+
+def bilinear_upsample_weight(channels: int, factor: int, dtype: torch.dtype = torch.float32,
+                             device=None, depthwise: bool = False) -> torch.Tensor:
+    """FCN's fixed bilinear upsampling filter for a transpose conv with stride `factor` and
+    kernel 2*factor - factor % 2: [C, C, k, k] with the filter on the channel diagonal (FCN's
+    `upscore` initialisation), or [C, 1, k, k] for groups=C when `depthwise`."""
+    if not isinstance(channels, int) or channels < 0:
+        raise ValueError(f"fastseg.bilinear_upsample_weight: channels must be an int >= 0, got {channels!r}")
+    if not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"fastseg.bilinear_upsample_weight: factor must be an int >= 1, got {factor!r}")
+    k = 2 * factor - factor % 2
+    center = factor - 1 if k % 2 == 1 else factor - 0.5
+    og = torch.arange(k, dtype=torch.float64)
+    filt1d = 1 - (og - center).abs() / factor
+    filt = (filt1d[:, None] * filt1d[None, :]).to(dtype=dtype, device=device)
+    if depthwise:
+        return filt.expand(channels, 1, k, k).clone()
+    weight = torch.zeros(channels, channels, k, k, dtype=dtype, device=device)
+    idx = torch.arange(channels, device=device)
+    weight[idx, idx] = filt
+    return weight
+
+
+# ----------------------------------------------------------------------------- fake kernels
+
+def _fake_output(input, weight, groups, output_size, extra_channels=0):
+    torch._check(input.dim() == 4, lambda: f"fastseg.conv_transpose2d_crop: input must be 4-D, got {input.dim()}-D")
+    torch._check(weight.dim() == 4, lambda: f"fastseg.conv_transpose2d_crop: weight must be 4-D, got {weight.dim()}-D")
+    return empty_4d((input.shape[0], extra_channels + weight.shape[1] * groups, output_size[0], output_size[1]), input)
+
+
+def _ct_fake(input, weight, bias, stride, padding, dilation, groups, crop, output_size):
+    return _fake_output(input, weight, groups, output_size)
+
+
+def _ct_out_fake(input, weight, bias, stride, padding, dilation, groups, crop, out):
+    return None
+
+
+def _ct_cat_fake(input, weight, bias, skip, stride, padding, dilation, groups, crop, output_size, skip_crop):
+    return _fake_output(input, weight, groups, output_size, extra_channels=skip.shape[1])
+
+
+# ----------------------------------------------------------------------------- autograd
+
+def _conv_backward(grad, input, weight, has_bias, stride, padding, dilation, groups, crop, needs):
+    """Gradients of conv_transpose2d_crop for (input, weight, bias) from the cropped output's."""
+    full = conv_transpose_full_size(input.shape[-2:], weight.shape[-2:], stride, padding, dilation)
+    oh, ow = grad.shape[-2:]
+    grad_full = F.pad(grad, (crop[1], full[1] - crop[1] - ow, crop[0], full[0] - crop[0] - oh))
+    mask = [needs[0], needs[1], needs[2] and has_bias]
+    if not any(mask):
+        return None, None, None
+    gi, gw, gb = torch.ops.aten.convolution_backward.default(
+        grad_full, input, weight, [weight.shape[1] * groups] if has_bias else None, stride, padding, dilation,
+        True, [0, 0], groups, mask)
+    return (gi if mask[0] else None), (gw if mask[1] else None), (gb if mask[2] else None)
+
+
+def _ct_setup(ctx, inputs, output):
+    input, weight, bias = inputs[:3]
+    ctx.geometry = inputs[3:8]
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(input, weight)
+
+
+def _ct_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    s, p, d, g, c = ctx.geometry
+    gi, gw, gb = _conv_backward(grad, input, weight, ctx.has_bias, s, p, d, g, c, ctx.needs_input_grad[:3])
+    return gi, gw, gb, None, None, None, None, None, None
+
+
+def _ct_cat_setup(ctx, inputs, output):
+    input, weight, bias, skip = inputs[:4]
+    s, p, d, g, c, size, sc = inputs[4:11]
+    ctx.geometry = (s, p, d, g, c)
+    ctx.skip_geometry = (skip.shape[1], skip.shape[2], skip.shape[3], sc, size)
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(input, weight)
+
+
+def _ct_cat_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    s, p, d, g, c = ctx.geometry
+    cs, hs, ws, sc, size = ctx.skip_geometry
+    needs = ctx.needs_input_grad
+    gi, gw, gb = _conv_backward(grad[:, cs:], input, weight, ctx.has_bias, s, p, d, g, c,
+                                (needs[0], needs[1], needs[2]))
+    gs = None
+    if needs[3]:
+        gs = F.pad(grad[:, :cs], (sc[1], ws - sc[1] - size[1], sc[0], hs - sc[0] - size[0]))
+    return gi, gw, gb, gs, None, None, None, None, None, None, None
+
+
+if _loader.HAS_OPS:
+    torch.library.register_fake("fastseg::conv_transpose2d_crop")(_ct_fake)
+    torch.library.register_fake("fastseg::conv_transpose2d_crop_out")(_ct_out_fake)
+    torch.library.register_fake("fastseg::conv_transpose2d_crop_cat")(_ct_cat_fake)
+    torch.library.register_autograd("fastseg::conv_transpose2d_crop", _ct_backward, setup_context=_ct_setup)
+    torch.library.register_autograd("fastseg::conv_transpose2d_crop_cat", _ct_cat_backward,
+                                    setup_context=_ct_cat_setup)
