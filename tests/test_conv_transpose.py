@@ -29,6 +29,17 @@ def strategy(request):
         yield request.param
 
 
+@pytest.mark.parametrize("form", helpers.KERNEL_FORMS)
+@pytest.mark.parametrize("name", ["direct", "gemm"])
+def test_kernel_forms_agree(device, form, name):
+    """The CPU row kernels and the per-element bodies (what CUDA runs) give the same values."""
+    with C.strategy(name), helpers.kernel_form_or_skip(device, form):
+        for seed in range(60):
+            c = C.good(3000 + seed, device)
+            C.check(c["x"], c["w"], c["b"], c["s"], c["p"], c["d"], c["g"], c["crop"], c["size"], grad=False,
+                    desc=c["desc"])
+
+
 def randn(shape, dtype=torch.float32, device="cpu", seed=0):
     return torch.randn(shape, generator=torch_gen(seed), dtype=torch.float64).to(dtype).to(device)
 

@@ -22,9 +22,10 @@ namespace fastseg {
 
 // A body may also offer a faster whole-row form for NCHW outputs on the CPU:
 //   static constexpr bool kRowKernel = true;
-//   int64_t run_row(int64_t row_offset, int64_t n, int64_t c, int64_t y, Axis ry, void* scratch) const;
-// which must write the same W elements (and return the same count) as operator() would; scratch
-// holds W + 1 elements of up to 8 bytes, private to the calling thread. Tests
+//   int64_t run_row(int64_t row_offset, int64_t n, int64_t c, int64_t y, Axis ry, const Axis* cols,
+//                   void* scratch) const;
+// which must write the same W elements (and return the same count) as operator() would; cols
+// holds col(x) for every x, scratch W + 1 elements of up to 8 bytes, private to the calling thread. Tests
 // compare both forms: torch.ops.fastseg._set_cpu_row_kernels(False) makes the CPU use
 // operator() everywhere, as CUDA does.
 // C++17 detection idiom, not a C++20 requires-expression: torch 2.11/2.12's cpp_extension (our
@@ -69,7 +70,7 @@ struct CpuBackend {
           const int64_t base = r * s.W;
           if constexpr (has_row_kernel<Body>) {
             if (use_rows) {
-              total += b.run_row(base, n, c, y, ry, scratch.data());
+              total += b.run_row(base, n, c, y, ry, cols.data(), scratch.data());
               continue;
             }
           }

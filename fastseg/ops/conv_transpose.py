@@ -6,8 +6,8 @@ output_size=(OH, OW))` equals `F.conv_transpose2d(x, w, b, stride, padding, 0, g
 dilation)[:, :, top:top+OH, left:left+OW]`; only the crop is computed. Kernels in
 csrc/ops/conv_transpose/ (the strategy is picked by shape there).
 
-Autograd: the backward is ATen's `convolution_backward` of the transposed convolution, fed
-the output gradient zero-padded back to the full output (so double backward works too).
+Autograd: the backward is ATen's `convolution_backward` of the transposed convolution, over the
+crop's frame (see `_conv_backward`; double backward works too).
 
 The out= rule: without autograd recording (inference, `torch.no_grad()`, or no operand that
 requires grad) the result is written straight into `out`. When autograd records, the
@@ -179,16 +179,30 @@ def _ct_cat_fake(input, weight, bias, skip, stride, padding, dilation, groups, c
 # ----------------------------------------------------------------------------- autograd
 
 def _conv_backward(grad, input, weight, has_bias, stride, padding, dilation, groups, crop, needs):
-    """Gradients of conv_transpose2d_crop for (input, weight, bias) from the cropped output's."""
-    full = conv_transpose_full_size(input.shape[-2:], weight.shape[-2:], stride, padding, dilation)
-    oh, ow = grad.shape[-2:]
-    grad_full = F.pad(grad, (crop[1], full[1] - crop[1] - ow, crop[0], full[0] - crop[0] - oh))
+    """Gradients of conv_transpose2d_crop for (input, weight, bias) from the cropped output's:
+    ATen's convolution_backward of a transposed convolution whose output frame is the crop
+    itself where padding/output_padding can express it (balanced margins: no copy), else the
+    smallest frame around it, with the gradient zero-padded to that frame."""
     mask = [needs[0], needs[1], needs[2] and has_bias]
     if not any(mask):
         return None, None, None
+    full0 = conv_transpose_full_size(input.shape[-2:], weight.shape[-2:], stride, (0, 0), dilation)
+    pad, out_pad, extra = [], [], []
+    for i in range(2):
+        lead = crop[i] + padding[i]
+        trail = full0[i] - lead - grad.shape[-2 + i]
+        if 0 <= lead - trail < max(stride[i], dilation[i]):
+            p, op = lead, lead - trail
+        else:
+            p, op = min(lead, trail), 0
+        pad.append(p)
+        out_pad.append(op)
+        extra += [lead - p, max(0, trail + op - p)]
+    if any(extra):
+        grad = F.pad(grad, (extra[2], extra[3], extra[0], extra[1]))
     gi, gw, gb = torch.ops.aten.convolution_backward.default(
-        grad_full, input, weight, [weight.shape[1] * groups] if has_bias else None, stride, padding, dilation,
-        True, [0, 0], groups, mask)
+        grad, input, weight, [weight.shape[1] * groups] if has_bias else None, stride, pad, dilation,
+        True, out_pad, groups, mask)
     return (gi if mask[0] else None), (gw if mask[1] else None), (gb if mask[2] else None)
 
 

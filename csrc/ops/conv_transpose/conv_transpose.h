@@ -13,6 +13,7 @@
 // of a U-Net concat buffer).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include <ATen/OpMathType.h>
@@ -103,6 +104,54 @@ struct DirectGather {
     }
     out[n * os.n + co * os.c + y * os.h + x * os.w] = T(acc);
   }
+
+  // CPU row form (NCHW outputs; common/cpu_backend.h): for dilation 1 along x, output phase r
+  // (x + crop + p = q*s + r) receives taps r, r + s, ... from input columns q, q - 1, ...: so
+  // each (ci, ty, tap) is one contiguous multiply-add over the phase's outputs, which the
+  // compiler vectorises. Same sums in the same order as operator(), so the same results.
+  static constexpr bool kRowKernel = true;
+  int64_t run_row(int64_t, int64_t n, int64_t co, int64_t y, Axis ry, const Axis* cols, void* scratch) const {
+    using acc_t = at::opmath_type<T>;
+    if (w.d != 1) {
+      for (int64_t x = 0; x < w.n_out; ++x) (*this)(0, n, co, y, x, ry, cols[x]);
+      return 0;
+    }
+    acc_t* acc = static_cast<acc_t*>(scratch);
+    const int64_t s = w.s, z0 = w.crop + w.p;
+    const int64_t g = co / cout_g, co_g = co - g * cout_g;
+    const acc_t b0 = bias != nullptr ? acc_t(bias[co]) : acc_t(0);
+    T* dst = out + n * os.n + co * os.c + y * os.h;
+    // Phase by phase (output columns x_first, x_first + s, ...): accumulate, then store. (Tried:
+    // all phases first, then one contiguous pass over the row: slower, the interleaving loop
+    // costs more than the strided stores into a row that is in L1 after the first phase.)
+    for (int64_t r = 0; r < s; ++r) {
+      const int64_t x_first = ((r - z0) % s + s) % s;
+      if (x_first >= w.n_out) continue;
+      const int64_t count = (w.n_out - x_first + s - 1) / s, q_first = (x_first + z0) / s;
+      for (int64_t m = 0; m < count; ++m) acc[m] = b0;
+      for (int64_t ci = g * cin_g; ci < (g + 1) * cin_g; ++ci) {
+        const T* in_c = input + n * is.n + ci * is.c;
+        const T* w_c = weight + (ci * cout_g + co_g) * h.k * w.k;
+        for (int64_t ty = ry.a, iy = ry.b; ty < h.k && iy >= 0; ty += h.step_k, iy -= h.step_i) {
+          const T* src = in_c + iy * is.h;
+          for (int64_t j = 0, tx = r; tx < w.k; ++j, tx += s) {
+            const acc_t wv = acc_t(w_c[ty * w.k + tx]);
+            // output m of the phase reads input column q_first + m - j, which must be in [0, n_in)
+            const int64_t lo = std::max<int64_t>(0, j - q_first);
+            const int64_t hi = std::min<int64_t>(count, w.n_in + j - q_first);
+            const T* col0 = src + (q_first - j) * is.w;
+            if (is.w == 1) {
+              for (int64_t m = lo; m < hi; ++m) acc[m] += acc_t(col0[m]) * wv;
+            } else {
+              for (int64_t m = lo; m < hi; ++m) acc[m] += acc_t(col0[m * is.w]) * wv;
+            }
+          }
+        }
+      }
+      for (int64_t m = 0; m < count; ++m) dst[(x_first + m * s) * os.w] = T(acc[m]);
+    }
+    return 0;
+  }
 };
 
 // Strides (in elements) of the phase GEMM result P, indexed [n, group, phase_y, phase_x, co_g, qy, qx]
@@ -139,6 +188,22 @@ struct PhaseGather {
     acc_t v = acc_t(phases[n * ps.n + g * ps.g + co_g * ps.c + ry.a + cx.a]);
     if (bias != nullptr) v += acc_t(bias[co]);
     out[n * os.n + co * os.c + y * os.h + x * os.w] = T(v);
+  }
+
+  // CPU row form (NCHW outputs): the same reads and sums with the row's invariants hoisted.
+  static constexpr bool kRowKernel = true;
+  int64_t run_row(int64_t, int64_t n, int64_t co, int64_t y, Axis ry, const Axis* cols, void*) const {
+    using acc_t = at::opmath_type<T>;
+    const int64_t g = groups == 1 ? 0 : co / cout_g, co_g = co - g * cout_g;
+    const T* src = phases + n * ps.n + g * ps.g + co_g * ps.c + ry.a;
+    T* dst = out + n * os.n + co * os.c + y * os.h;
+    if (bias != nullptr) {
+      const acc_t b0 = acc_t(bias[co]);
+      for (int64_t x = 0; x < w.n_out; ++x) dst[x * os.w] = T(acc_t(src[cols[x].a]) + b0);
+    } else {
+      for (int64_t x = 0; x < w.n_out; ++x) dst[x * os.w] = src[cols[x].a];
+    }
+    return 0;
   }
 };
 

@@ -152,6 +152,8 @@ inline Strategy choose_strategy(const Problem& pr) {
   }
   // A GEMM whose inner dimension is this small does not beat the gather (depthwise, bilinear).
   if (pr.cin_g * taps < 16) return Strategy::kDirect;
+  // Tiny outputs: the phase GEMM's few extra tensor ops cost more than they save.
+  if (pr.N * pr.cout * pr.h.n_out * pr.w.n_out < (int64_t(1) << 16)) return Strategy::kAten;
   // The phase GEMM wastes no multiply-adds when s divides k (FCN's k = 2s, U-Net's k = s); the
   // rest (e.g. 3x3/s2, stride 1) goes to the vendor kernel with the tightest padding.
   if (dilation1 && !stride1 && pr.h.k % pr.h.s == 0 && pr.w.k % pr.w.s == 0) return Strategy::kPhaseGemm;

@@ -174,7 +174,7 @@ struct MaxUnpoolGather {
 
   // Row form for the CPU (contract in common/cpu_backend.h), see unpool_row.
   static constexpr bool kRowKernel = !kOverlap;
-  int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t y, Axis ry, void* scratch) const {
+  int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t y, Axis ry, const Axis*, void* scratch) const {
     if (ry.a > ry.b) return unpool_row<scalar_t>(out + off0, scratch, W, nullptr, 0, gw, [](int64_t) { return int64_t(-1); });
     const int64_t* ip = idx + idx_st.at(n, c, ry.a, 0);
     const int64_t row0 = y * W;
@@ -244,7 +244,7 @@ struct CompactUnpoolGather {
   // Row form for the CPU, see unpool_row: an offset points into this row when its window row
   // offset / kw is the row's distance dy from the window top, i.e. offset - dy*kw lies in [0, kw).
   static constexpr bool kRowKernel = !kOverlap;
-  int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t y, Axis ry, void* scratch) const {
+  int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t y, Axis ry, const Axis*, void* scratch) const {
     if (ry.a > ry.b) return unpool_row<scalar_t>(out + off0, scratch, W, nullptr, 0, gw, [](int64_t) { return int64_t(-1); });
     const uint8_t* op = off + off_st.at(n, c, ry.a, 0);
     const int64_t row_start = (y - (ry.a * gh.s - gh.p)) * gw.k;
