@@ -52,10 +52,12 @@ SCHEMAS = {
     "conv_transpose2d_crop_cat": "fastseg::conv_transpose2d_crop_cat(Tensor input, Tensor weight, Tensor? bias, "
                                  "Tensor skip, int[2] stride, int[2] padding, int[2] dilation, int groups, "
                                  "SymInt[2] crop, SymInt[2] output_size, SymInt[2] skip_crop) -> Tensor",
+    "nms": "fastseg::nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor",
+    "batched_nms": "fastseg::batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
 }
 #: Ops whose autograd is registered (the out= form is inference-only: its Python wrapper records
-#: autograd through a copy, see fastseg/ops/conv_transpose.py).
-DIFFERENTIABLE_OPS = tuple(n for n in SCHEMAS if n != "conv_transpose2d_crop_out")
+#: autograd through a copy, see fastseg/ops/conv_transpose.py; NMS returns indices).
+DIFFERENTIABLE_OPS = tuple(n for n in SCHEMAS if n not in ("conv_transpose2d_crop_out", "nms", "batched_nms"))
 ALL_OPS = tuple(SCHEMAS)
 
 
@@ -113,6 +115,9 @@ def test_public_api():
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
     assert callable(fastseg.ops.bilinear_upsample_weight)
+    for fn in ("nms", "batched_nms"):
+        assert callable(getattr(fastseg.ops, fn)), fn
+        assert callable(getattr(fastseg.reference, fn)), fn
     for layer in ("MaxUnpool2d", "MaxPool2dCompact", "MaxUnpool2dCompact", "UnpoolNearest2d", "UnpoolBedOfNails2d",
                   "ConvTranspose2dCrop", "BilinearUpsample2d", "UpConcat"):
         assert issubclass(getattr(fastseg.nn, layer), torch.nn.Module), layer

@@ -12,3 +12,4 @@ from .conv_transpose import (  # noqa: F401
     conv_transpose2d_crop_cat,
     conv_transpose_full_size,
 )
+from .nms import batched_nms, nms  # noqa: F401

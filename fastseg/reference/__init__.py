@@ -8,3 +8,4 @@ from .unpool import (  # noqa: F401
     unpool_nearest2d,
 )
 from .conv_transpose import conv_transpose2d_crop, conv_transpose2d_crop_cat  # noqa: F401
+from .nms import batched_nms, nms  # noqa: F401

@@ -1,0 +1,59 @@
+"""Non-maximum suppression: nms and batched_nms, drop-ins for torchvision.ops.nms / batched_nms.
+
+Both return the indices of the kept boxes (int64) in decreasing score order, equal scores by
+lower index, with torchvision's arithmetic (a box is suppressed when its IoU with a kept box is
+> iou_threshold). Boxes are (x1, y1, x2, y2). Kernels in csrc/ops/nms/; not differentiable
+(indices).
+
+`batched_nms` is exact per-class NMS in one call (classes in parallel on the CPU, one bitmask
+pass on CUDA): torchvision's `_batched_nms_vanilla`. torchvision's own `batched_nms` switches,
+for small inputs, to an offset trick (each class's boxes shifted by class * (max coordinate + 1)
+before one NMS); the shifted coordinates are rounded, so for IoUs within a rounding error of the
+threshold its result can differ from the exact per-class one (the tests pin this down).
+"""
+import torch
+
+from .. import _loader
+
+__all__ = ["nms", "batched_nms"]
+
+
+def _check(op, boxes, scores, idxs=None):
+    for name, t in (("boxes", boxes), ("scores", scores)) + ((("idxs", idxs),) if idxs is not None else ()):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"fastseg.{op}: {name} must be a Tensor, got {type(t).__name__}")
+
+
+def _threshold(op, iou_threshold) -> float:
+    if isinstance(iou_threshold, torch.Tensor):
+        iou_threshold = iou_threshold.item()
+    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)):
+        raise TypeError(f"fastseg.{op}: iou_threshold must be a float, got {type(iou_threshold).__name__}")
+    return float(iou_threshold)
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Drop-in for `torchvision.ops.nms(boxes[K,4], scores[K], iou_threshold)`."""
+    _loader.require_ops()
+    _check("nms", boxes, scores)
+    return torch.ops.fastseg.nms.default(boxes, scores, _threshold("nms", iou_threshold))
+
+
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Drop-in for `torchvision.ops.batched_nms`: NMS within each category `idxs[k]`, the kept
+    boxes of all categories merged in decreasing score order."""
+    _loader.require_ops()
+    _check("batched_nms", boxes, scores, idxs)
+    return torch.ops.fastseg.batched_nms.default(boxes, scores, idxs, _threshold("batched_nms", iou_threshold))
+
+
+def _fake_kept(boxes):
+    torch._check(boxes.dim() == 2, lambda: f"fastseg.nms: boxes must be [K, 4], got {boxes.dim()}-D")
+    n = torch.library.get_ctx().new_dynamic_size()
+    return boxes.new_empty((n,), dtype=torch.long)
+
+
+if _loader.HAS_OPS:
+    torch.library.register_fake("fastseg::nms")(lambda boxes, scores, iou_threshold: _fake_kept(boxes))
+    torch.library.register_fake("fastseg::batched_nms")(
+        lambda boxes, scores, idxs, iou_threshold: _fake_kept(boxes))
