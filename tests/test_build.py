@@ -54,6 +54,11 @@ SCHEMAS = {
                                  "SymInt[2] crop, SymInt[2] output_size, SymInt[2] skip_crop) -> Tensor",
     "nms": "fastseg::nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor",
     "batched_nms": "fastseg::batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
+    "roi_align": "fastseg::roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+                 "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor",
+    "roi_align_backward": "fastseg::roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, "
+                          "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, SymInt channels, "
+                          "SymInt height, SymInt width, int sampling_ratio, bool aligned) -> Tensor",
 }
 #: Ops whose autograd is registered (the out= form is inference-only: its Python wrapper records
 #: autograd through a copy, see fastseg/ops/conv_transpose.py; NMS returns indices).
@@ -115,11 +120,11 @@ def test_public_api():
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
     assert callable(fastseg.ops.bilinear_upsample_weight)
-    for fn in ("nms", "batched_nms"):
+    for fn in ("nms", "batched_nms", "roi_align"):
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
     for layer in ("MaxUnpool2d", "MaxPool2dCompact", "MaxUnpool2dCompact", "UnpoolNearest2d", "UnpoolBedOfNails2d",
-                  "ConvTranspose2dCrop", "BilinearUpsample2d", "UpConcat"):
+                  "ConvTranspose2dCrop", "BilinearUpsample2d", "UpConcat", "RoIAlign"):
         assert issubclass(getattr(fastseg.nn, layer), torch.nn.Module), layer
 
 

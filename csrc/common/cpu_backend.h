@@ -106,6 +106,15 @@ struct CpuBackend {
     return total.load();
   }
 
+  // Runs body(i) for i in [0, n), in parallel (one task item = one i: bodies that do a lot each).
+  template <typename Body>
+  static void for_each_index(int64_t n, const Body& body) {
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      const Body b = body;
+      for (int64_t i = begin; i < end; ++i) b(i);
+    });
+  }
+
   // status[n*C + c] = max over the plane's (i, j) of check(n, c, i, j), for an input of sizes s
   // (the layout flag of s is ignored: check reads through its own strides). Returns a CPU tensor.
   template <typename Check>

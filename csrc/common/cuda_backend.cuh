@@ -79,6 +79,13 @@ __global__ void for_each_4d_kernel(Body body, Decompose<index_t> dec, index_t nu
   }
 }
 
+template <typename Body>
+__global__ void for_each_index_kernel(Body body, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x) {
+    body(i);
+  }
+}
+
 template <typename Check>
 __global__ void plane_status_kernel(Check check, Shape4 s, int32_t* status) {
   const int64_t numel = s.numel();
@@ -127,6 +134,15 @@ struct CudaBackend {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if constexpr (counts<Body>) return total.item<int64_t>();
     return 0;
+  }
+
+  // body(i) for i in [0, n), one thread each (grid-stride), on the current stream.
+  template <typename Body>
+  static void for_each_index(int64_t n, const Body& body) {
+    if (n == 0) return;
+    cuda_detail::for_each_index_kernel<<<cuda_detail::num_blocks(n), cuda_detail::kThreads, 0,
+                                         at::cuda::getCurrentCUDAStream()>>>(body, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   template <typename Check>

@@ -1,0 +1,18 @@
+// RoIAlign: schemas (torchvision's, in the fastseg namespace) and the CPU kernels (math in
+// roi_align.h, flow in roi_align_ops.h).
+#include <torch/library.h>
+
+#include "common/cpu_backend.h"
+#include "ops/roi_align/roi_align_ops.h"
+
+TORCH_LIBRARY_FRAGMENT(fastseg, m) {
+  m.def("roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, SymInt pooled_width, "
+        "int sampling_ratio, bool aligned) -> Tensor");
+  m.def("roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, SymInt pooled_height, "
+        "SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, int sampling_ratio, "
+        "bool aligned) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(fastseg, CPU, m) {
+  fastseg::roi_align::register_kernels<fastseg::CpuBackend>(m);
+}

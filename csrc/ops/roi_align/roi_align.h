@@ -1,0 +1,197 @@
+// RoIAlign: the per-element math shared by the CPU and CUDA kernels (torchvision's semantics).
+//
+// A roi (batch, x1, y1, x2, y2) is scaled by spatial_scale (and shifted by -0.5 when aligned;
+// otherwise its size is clamped to >= 1), split into pooled_h x pooled_w bins, and each bin is
+// the average of grid_h x grid_w bilinear samples (grid = sampling_ratio, or ceil(bin size) when
+// sampling_ratio <= 0). Samples outside [-1, size] contribute 0; others are clamped into the map.
+// Computed in opmath (float for float16/bfloat16).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/OpMathType.h>
+#include <c10/macros/Macros.h>
+
+#include "common/tensor_view.h"
+
+namespace fastseg {
+namespace roi_align {
+
+template <typename T>
+struct RoiGeometry {
+  int64_t batch;
+  T start_h, start_w, bin_h, bin_w;
+  int64_t grid_h, grid_w;
+  T count;
+};
+
+template <typename T>
+C10_HOST_DEVICE inline RoiGeometry<T> roi_geometry(const T* roi, T spatial_scale, bool aligned, int64_t pooled_h,
+                                                   int64_t pooled_w, int64_t sampling_ratio) {
+  RoiGeometry<T> g;
+  g.batch = static_cast<int64_t>(roi[0]);
+  const T offset = aligned ? T(0.5) : T(0);
+  g.start_w = roi[1] * spatial_scale - offset;
+  g.start_h = roi[2] * spatial_scale - offset;
+  const T end_w = roi[3] * spatial_scale - offset;
+  const T end_h = roi[4] * spatial_scale - offset;
+  T roi_w = end_w - g.start_w, roi_h = end_h - g.start_h;
+  if (!aligned) {
+    roi_w = roi_w > T(1) ? roi_w : T(1);
+    roi_h = roi_h > T(1) ? roi_h : T(1);
+  }
+  g.bin_h = roi_h / static_cast<T>(pooled_h);
+  g.bin_w = roi_w / static_cast<T>(pooled_w);
+  g.grid_h = sampling_ratio > 0 ? sampling_ratio : static_cast<int64_t>(::ceil(roi_h / static_cast<T>(pooled_h)));
+  g.grid_w = sampling_ratio > 0 ? sampling_ratio : static_cast<int64_t>(::ceil(roi_w / static_cast<T>(pooled_w)));
+  const int64_t n = g.grid_h * g.grid_w;
+  g.count = static_cast<T>(n > 1 ? n : 1);
+  return g;
+}
+
+// One axis of a bilinear sample: rows/columns lo and hi with weights w_lo, w_hi (0 if outside).
+template <typename T>
+struct AxisSample {
+  int64_t lo, hi;
+  T w_lo, w_hi;
+  bool valid;
+};
+
+template <typename T>
+C10_HOST_DEVICE inline AxisSample<T> axis_sample(T v, int64_t size) {
+  AxisSample<T> s{0, 0, T(0), T(0), false};
+  if (v < T(-1) || v > static_cast<T>(size)) return s;
+  if (v <= T(0)) v = T(0);
+  s.lo = static_cast<int64_t>(v);
+  if (s.lo >= size - 1) {
+    s.lo = s.hi = size - 1;
+    v = static_cast<T>(s.lo);
+  } else {
+    s.hi = s.lo + 1;
+  }
+  const T l = v - static_cast<T>(s.lo);
+  s.w_lo = T(1) - l;
+  s.w_hi = l;
+  s.valid = true;
+  return s;
+}
+
+// Sample position i of grid along a bin: start + bin_index * bin + (i + 0.5) * bin / grid.
+template <typename T>
+C10_HOST_DEVICE inline T sample_at(T start, int64_t bin_index, T bin, int64_t i, int64_t grid) {
+  return start + static_cast<T>(bin_index) * bin + (static_cast<T>(i) + T(0.5)) * bin / static_cast<T>(grid);
+}
+
+// out[k, c, ph, pw] = mean of the bin's samples of input[batch(k), c].
+template <typename scalar_t>
+struct Forward {
+  using T = at::opmath_type<scalar_t>;
+  const scalar_t* input;
+  const T* rois;  // [K, 5] contiguous, opmath
+  scalar_t* out;
+  Strides4 is;
+  int64_t height, width, pooled_h, pooled_w, sampling_ratio;
+  T spatial_scale;
+  bool aligned;
+
+  C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
+  C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
+
+  C10_HOST_DEVICE void operator()(int64_t off, int64_t k, int64_t c, int64_t ph, int64_t pw, Axis, Axis) const {
+    const RoiGeometry<T> g = roi_geometry(rois + k * 5, spatial_scale, aligned, pooled_h, pooled_w, sampling_ratio);
+    const scalar_t* plane = input + g.batch * is.n + c * is.c;
+    T acc = 0;
+    for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+      const AxisSample<T> ys = axis_sample(sample_at(g.start_h, ph, g.bin_h, iy, g.grid_h), height);
+      if (!ys.valid) continue;
+      for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+        const AxisSample<T> xs = axis_sample(sample_at(g.start_w, pw, g.bin_w, ix, g.grid_w), width);
+        if (!xs.valid) continue;
+        const scalar_t* r_lo = plane + ys.lo * is.h;
+        const scalar_t* r_hi = plane + ys.hi * is.h;
+        acc += ys.w_lo * xs.w_lo * T(r_lo[xs.lo * is.w]) + ys.w_lo * xs.w_hi * T(r_lo[xs.hi * is.w]) +
+               ys.w_hi * xs.w_lo * T(r_hi[xs.lo * is.w]) + ys.w_hi * xs.w_hi * T(r_hi[xs.hi * is.w]);
+      }
+    }
+    out[off] = static_cast<scalar_t>(acc / g.count);
+  }
+};
+
+// Backward for one plane of grad_input (index = n * C + c): scatters grad[k, c, :, :] of every
+// roi of batch n into it, in roi order. Planes are independent, so this is parallel and
+// deterministic without atomics. grad_input must be zero on entry; T accumulates in opmath
+// (float planes for float16/bfloat16 are accumulated in a float buffer by the caller).
+template <typename scalar_t>
+struct BackwardPlane {
+  using T = at::opmath_type<scalar_t>;
+  const scalar_t* grad;  // [K, C, ph, pw]
+  const T* rois;
+  T* grad_input;         // [N, C, H, W] contiguous, opmath
+  Strides4 gs;
+  int64_t n_rois, channels, height, width, pooled_h, pooled_w, sampling_ratio;
+  T spatial_scale;
+  bool aligned;
+
+  C10_HOST_DEVICE void operator()(int64_t plane) const {
+    const int64_t n = plane / channels, c = plane - n * channels;
+    T* dst = grad_input + plane * height * width;
+    for (int64_t k = 0; k < n_rois; ++k) {
+      const RoiGeometry<T> g = roi_geometry(rois + k * 5, spatial_scale, aligned, pooled_h, pooled_w, sampling_ratio);
+      if (g.batch != n) continue;
+      for (int64_t ph = 0; ph < pooled_h; ++ph) {
+        for (int64_t pw = 0; pw < pooled_w; ++pw) {
+          const T gv = T(grad[k * gs.n + c * gs.c + ph * gs.h + pw * gs.w]) / g.count;
+          for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+            const AxisSample<T> ys = axis_sample(sample_at(g.start_h, ph, g.bin_h, iy, g.grid_h), height);
+            if (!ys.valid) continue;
+            for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+              const AxisSample<T> xs = axis_sample(sample_at(g.start_w, pw, g.bin_w, ix, g.grid_w), width);
+              if (!xs.valid) continue;
+              dst[ys.lo * width + xs.lo] += gv * (ys.w_lo * xs.w_lo);
+              dst[ys.lo * width + xs.hi] += gv * (ys.w_lo * xs.w_hi);
+              dst[ys.hi * width + xs.lo] += gv * (ys.w_hi * xs.w_lo);
+              dst[ys.hi * width + xs.hi] += gv * (ys.w_hi * xs.w_hi);
+            }
+          }
+        }
+      }
+    }
+  }
+};
+
+// The valid samples of one roi, bin by bin (CPU fast path: built once per roi, used for every
+// channel). Entry e of bin b: pixel offsets (y * stride_h + x * stride_w) and weights of its 4
+// neighbours, the weights being the products Forward/BackwardPlane use.
+template <typename T>
+struct SampleTable {
+  std::vector<int64_t> bin_start;  // pooled_h * pooled_w + 1
+  std::vector<int64_t> pos;        // 4 per entry
+  std::vector<T> weight;           // 4 per entry
+
+  void build(const RoiGeometry<T>& g, int64_t height, int64_t width, int64_t pooled_h, int64_t pooled_w,
+             int64_t stride_h, int64_t stride_w) {
+    bin_start.assign(1, 0);
+    pos.clear();
+    weight.clear();
+    for (int64_t ph = 0; ph < pooled_h; ++ph) {
+      for (int64_t pw = 0; pw < pooled_w; ++pw) {
+        for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+          const AxisSample<T> ys = axis_sample(sample_at(g.start_h, ph, g.bin_h, iy, g.grid_h), height);
+          if (!ys.valid) continue;
+          for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+            const AxisSample<T> xs = axis_sample(sample_at(g.start_w, pw, g.bin_w, ix, g.grid_w), width);
+            if (!xs.valid) continue;
+            pos.insert(pos.end(), {ys.lo * stride_h + xs.lo * stride_w, ys.lo * stride_h + xs.hi * stride_w,
+                                   ys.hi * stride_h + xs.lo * stride_w, ys.hi * stride_h + xs.hi * stride_w});
+            weight.insert(weight.end(), {ys.w_lo * xs.w_lo, ys.w_lo * xs.w_hi, ys.w_hi * xs.w_lo, ys.w_hi * xs.w_hi});
+          }
+        }
+        bin_start.push_back(int64_t(pos.size() / 4));
+      }
+    }
+  }
+};
+
+}  // namespace roi_align
+}  // namespace fastseg

@@ -1,0 +1,229 @@
+// RoIAlign: checks, roi validation and the two kernels' flow, written once for both backends.
+// On the CPU, by default, per-roi sample tables shared by all channels (cpu_forward/cpu_backward).
+// Forward: one Forward body per output element (in the output's memory order, so channels-last
+// input gives channels-last output read with C innermost). Backward: one BackwardPlane body per
+// (n, c) plane of grad_input: parallel and deterministic without atomics on both backends
+// (torchvision's CPU backward is a serial scatter; its CUDA backward uses atomics).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <c10/core/DeviceGuard.h>
+
+#include <algorithm>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+#include "common/checks.h"
+#include "common/cpu_backend.h"
+#include "common/tensor_view.h"
+#include "ops/roi_align/roi_align.h"
+
+namespace fastseg {
+namespace roi_align {
+
+// Adaptive sampling (sampling_ratio <= 0) takes ceil(bin size) samples per axis; beyond this
+// many per bin a roi is refused instead of running for hours.
+constexpr double kMaxSamplesPerBin = double(1 << 24);
+
+inline void check_args(const char* op, const at::Tensor& rois, const at::Tensor& like, int64_t pooled_h,
+                       int64_t pooled_w) {
+  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5, "fastseg.", op,
+              ": rois must have shape [K, 5] (batch index, x1, y1, x2, y2), got ", rois.sizes());
+  check_floating(rois, op, "rois");
+  check_same_device(like, rois, op, "input", "rois");
+  TORCH_CHECK(pooled_h >= 1 && pooled_w >= 1, "fastseg.", op, ": output_size must be >= 1, got [", pooled_h, ", ",
+              pooled_w, "]");
+}
+
+// The rois in opmath precision, contiguous, after checking that every coordinate is finite,
+// every batch index names an image (torchvision truncates it to an int) and adaptive sampling
+// stays bounded. One device-to-host read on CUDA.
+inline at::Tensor prepared_rois(const char* op, const at::Tensor& rois, int64_t batch, at::ScalarType acc,
+                                double spatial_scale, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio) {
+  auto r = rois.to(acc).contiguous();
+  if (r.size(0) == 0) return r;
+  TORCH_CHECK(at::isfinite(r).all().item<bool>(), "fastseg.", op,
+              ": rois must be finite, got a NaN or infinite coordinate");
+  const auto b = r.select(1, 0);
+  TORCH_CHECK(((b > -1) & (b < batch)).all().item<bool>(), "fastseg.", op, ": rois[:, 0] (batch index) must be in [0, ",
+              batch, "), got values in [", b.min().item<double>(), ", ", b.max().item<double>(), "]");
+  if (sampling_ratio <= 0) {
+    // roi sizes (the aligned shift does not change them)
+    auto h = (r.select(1, 4) - r.select(1, 2)).to(at::kDouble) * spatial_scale;
+    auto w = (r.select(1, 3) - r.select(1, 1)).to(at::kDouble) * spatial_scale;
+    const double gh = at::ceil(h.clamp_min(1) / pooled_h).max().item<double>();
+    const double gw = at::ceil(w.clamp_min(1) / pooled_w).max().item<double>();
+    TORCH_CHECK(gh * gw <= kMaxSamplesPerBin, "fastseg.", op, ": rois too large for adaptive sampling (", gh, "x", gw,
+                " samples per bin at spatial_scale ", spatial_scale, "); pass sampling_ratio > 0");
+  }
+  return r;
+}
+
+// CPU fast paths (the default; `_set_cpu_row_kernels(False)` runs the shared bodies instead):
+// the sample table of a roi is built once and applied to every channel. Same products and
+// summation order as the bodies, so the same results.
+template <typename scalar_t>
+void cpu_forward(const at::Tensor& input, const at::Tensor& r, at::Tensor& out, int64_t pooled_h, int64_t pooled_w,
+                 int64_t sampling_ratio, double spatial_scale, bool aligned) {
+  using T = at::opmath_type<scalar_t>;
+  const int64_t K = r.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
+  const Strides4 is = strides4(input), os = strides4(out);
+  const scalar_t* x = input.const_data_ptr<scalar_t>();
+  const T* rois = r.const_data_ptr<T>();
+  scalar_t* y = out.mutable_data_ptr<scalar_t>();
+  const bool channels_inner = is.c == 1 && C > 1;
+  at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+    SampleTable<T> t;
+    std::vector<T> acc(C);
+    for (int64_t k = k0; k < k1; ++k) {
+      const RoiGeometry<T> g = roi_geometry(rois + k * 5, T(spatial_scale), aligned, pooled_h, pooled_w, sampling_ratio);
+      t.build(g, H, W, pooled_h, pooled_w, is.h, is.w);
+      const scalar_t* img = x + g.batch * is.n;
+      for (int64_t bin = 0; bin < pooled_h * pooled_w; ++bin) {
+        const int64_t ph = bin / pooled_w, pw = bin % pooled_w;
+        scalar_t* dst = y + k * os.n + ph * os.h + pw * os.w;
+        if (channels_inner) {  // C contiguous: vectorised over channels
+          std::fill(acc.begin(), acc.end(), T(0));
+          for (int64_t e = t.bin_start[bin]; e < t.bin_start[bin + 1]; ++e) {
+            const int64_t* p = &t.pos[4 * e];
+            const T* w = &t.weight[4 * e];
+            const scalar_t *a = img + p[0], *b = img + p[1], *c = img + p[2], *d = img + p[3];
+            for (int64_t ch = 0; ch < C; ++ch) {
+              acc[ch] += w[0] * T(a[ch]) + w[1] * T(b[ch]) + w[2] * T(c[ch]) + w[3] * T(d[ch]);
+            }
+          }
+          for (int64_t ch = 0; ch < C; ++ch) dst[ch * os.c] = static_cast<scalar_t>(acc[ch] / g.count);
+        } else {
+          for (int64_t ch = 0; ch < C; ++ch) {
+            const scalar_t* plane = img + ch * is.c;
+            T v = 0;
+            for (int64_t e = t.bin_start[bin]; e < t.bin_start[bin + 1]; ++e) {
+              const int64_t* p = &t.pos[4 * e];
+              const T* w = &t.weight[4 * e];
+              v += w[0] * T(plane[p[0]]) + w[1] * T(plane[p[1]]) + w[2] * T(plane[p[2]]) + w[3] * T(plane[p[3]]);
+            }
+            dst[ch * os.c] = static_cast<scalar_t>(v / g.count);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Backward, parallel over channels: each task scatters its channels of every roi (in roi order,
+// so deterministic), with the roi's table built once per task.
+template <typename scalar_t>
+void cpu_backward(const at::Tensor& grad, const at::Tensor& r, at::Tensor& grad_input, int64_t pooled_h,
+                  int64_t pooled_w, int64_t sampling_ratio, double spatial_scale, bool aligned) {
+  using T = at::opmath_type<scalar_t>;
+  const int64_t K = r.size(0), C = grad_input.size(1), H = grad_input.size(2), W = grad_input.size(3);
+  const Strides4 gs = strides4(grad);
+  const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+  const T* rois = r.const_data_ptr<T>();
+  T* gi = grad_input.mutable_data_ptr<T>();
+  const int64_t grain = std::max<int64_t>(1, C / (4 * at::get_num_threads()));
+  at::parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) {
+    SampleTable<T> t;
+    for (int64_t k = 0; k < K; ++k) {
+      const RoiGeometry<T> g = roi_geometry(rois + k * 5, T(spatial_scale), aligned, pooled_h, pooled_w, sampling_ratio);
+      t.build(g, H, W, pooled_h, pooled_w, W, 1);
+      for (int64_t ch = c0; ch < c1; ++ch) {
+        T* dst = gi + (g.batch * C + ch) * H * W;
+        for (int64_t bin = 0; bin < pooled_h * pooled_w; ++bin) {
+          const T gv = T(gp[k * gs.n + ch * gs.c + (bin / pooled_w) * gs.h + (bin % pooled_w) * gs.w]) / g.count;
+          for (int64_t e = t.bin_start[bin]; e < t.bin_start[bin + 1]; ++e) {
+            const int64_t* p = &t.pos[4 * e];
+            const T* w = &t.weight[4 * e];
+            dst[p[0]] += gv * w[0];
+            dst[p[1]] += gv * w[1];
+            dst[p[2]] += gv * w[2];
+            dst[p[3]] += gv * w[3];
+          }
+        }
+      }
+    }
+  });
+}
+
+inline at::ScalarType opmath_of(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+template <typename Backend>
+at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_h,
+                     int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
+  const char* op = "roi_align";
+  check_rank(input, 4, op, "input");
+  check_floating(input, op, "input");
+  check_args(op, rois, input, pooled_h, pooled_w);
+  c10::DeviceGuard guard(input.device());
+  const int64_t K = rois.size(0), C = input.size(1);
+  auto out = empty_4d(input, K, C, pooled_h, pooled_w, input.scalar_type());
+  if (out.numel() == 0) return out;
+  TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0, "fastseg.", op, ": input must have non-zero height and width, got ",
+              input.sizes());
+  const auto acc = opmath_of(input.scalar_type());
+  const auto r = prepared_rois(op, rois, input.size(0), acc, spatial_scale, pooled_h, pooled_w, sampling_ratio);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastseg.roi_align", [&] {
+    using T = at::opmath_type<scalar_t>;
+    if (input.is_cpu() && cpu_row_kernels_enabled()) {
+      // Gathers with C innermost are several times faster than per-plane gathers; when the rois
+      // sample the map densely enough, one channels-last copy of the input pays for itself.
+      const bool dense = K * pooled_h * pooled_w * 16 >= input.size(0) * input.size(2) * input.size(3);
+      const bool to_channels_last = dense && input.stride(1) != 1 && C > 1;
+      const at::Tensor src = to_channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
+      cpu_forward<scalar_t>(src, r, out, pooled_h, pooled_w, sampling_ratio, spatial_scale, aligned);
+      return;
+    }
+    Backend::for_each_4d(shape4(out), Forward<scalar_t>{input.const_data_ptr<scalar_t>(), r.const_data_ptr<T>(),
+                                                        out.mutable_data_ptr<scalar_t>(), strides4(input),
+                                                        input.size(2), input.size(3), pooled_h, pooled_w,
+                                                        sampling_ratio, T(spatial_scale), aligned});
+  });
+  return out;
+}
+
+template <typename Backend>
+at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale, int64_t pooled_h,
+                              int64_t pooled_w, int64_t batch_size, int64_t channels, int64_t height, int64_t width,
+                              int64_t sampling_ratio, bool aligned) {
+  const char* op = "roi_align_backward";
+  check_rank(grad, 4, op, "grad");
+  check_floating(grad, op, "grad");
+  check_args(op, rois, grad, pooled_h, pooled_w);
+  TORCH_CHECK(grad.size(0) == rois.size(0) && grad.size(1) == channels && grad.size(2) == pooled_h &&
+                  grad.size(3) == pooled_w,
+              "fastseg.", op, ": grad must have shape [K, C, pooled_h, pooled_w] = [", rois.size(0), ", ", channels,
+              ", ", pooled_h, ", ", pooled_w, "], got ", grad.sizes());
+  TORCH_CHECK(batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0, "fastseg.", op,
+              ": input sizes must be >= 0");
+  c10::DeviceGuard guard(grad.device());
+  const auto acc = opmath_of(grad.scalar_type());
+  auto grad_input = at::zeros({batch_size, channels, height, width}, grad.options().dtype(acc));
+  if (grad.numel() > 0 && grad_input.numel() > 0) {
+    const auto r = prepared_rois(op, rois, batch_size, acc, spatial_scale, pooled_h, pooled_w, sampling_ratio);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "fastseg.roi_align_backward", [&] {
+      using T = at::opmath_type<scalar_t>;
+      if (grad.is_cpu() && cpu_row_kernels_enabled()) {
+        cpu_backward<scalar_t>(grad, r, grad_input, pooled_h, pooled_w, sampling_ratio, spatial_scale, aligned);
+        return;
+      }
+      Backend::for_each_index(batch_size * channels,
+                              BackwardPlane<scalar_t>{grad.const_data_ptr<scalar_t>(), r.const_data_ptr<T>(),
+                                                      grad_input.mutable_data_ptr<T>(), strides4(grad), rois.size(0),
+                                                      channels, height, width, pooled_h, pooled_w, sampling_ratio,
+                                                      T(spatial_scale), aligned});
+    });
+  }
+  const auto fmt = is_channels_last(grad) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  return grad_input.to(grad.scalar_type()).contiguous(fmt);
+}
+
+template <typename Backend>
+void register_kernels(torch::Library& m) {
+  m.impl("roi_align", &roi_align<Backend>);
+  m.impl("roi_align_backward", &roi_align_backward<Backend>);
+}
+
+}  // namespace roi_align
+}  // namespace fastseg
