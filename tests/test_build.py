@@ -54,6 +54,8 @@ SCHEMAS = {
                                  "SymInt[2] crop, SymInt[2] output_size, SymInt[2] skip_crop) -> Tensor",
     "nms": "fastseg::nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor",
     "batched_nms": "fastseg::batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
+    "multi_scale_roi_align": "fastseg::multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, "
+                             "float[] scales, SymInt pooled_height, SymInt pooled_width, int sampling_ratio) -> Tensor",
     "roi_align": "fastseg::roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
                  "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor",
     "roi_align_backward": "fastseg::roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, "
@@ -123,8 +125,12 @@ def test_public_api():
     for fn in ("nms", "batched_nms", "roi_align"):
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
+    for fn in ("multi_scale_roi_align",):
+        assert callable(getattr(fastseg.ops, fn)), fn
+        assert callable(getattr(fastseg.reference, fn)), fn
     for layer in ("MaxUnpool2d", "MaxPool2dCompact", "MaxUnpool2dCompact", "UnpoolNearest2d", "UnpoolBedOfNails2d",
-                  "ConvTranspose2dCrop", "BilinearUpsample2d", "UpConcat", "RoIAlign"):
+                  "ConvTranspose2dCrop", "BilinearUpsample2d", "UpConcat", "RoIAlign",
+                  "MultiScaleRoIAlign"):
         assert issubclass(getattr(fastseg.nn, layer), torch.nn.Module), layer
 
 

@@ -4,6 +4,7 @@ map, degenerate and huge boxes, aligned both ways, sampling_ratio -1/0/1/2/4, sp
 the list-of-boxes form, empty box sets, every dtype, channels-last; both CPU kernel forms (the
 per-roi table path and the shared per-element bodies that CUDA runs). >= 500 generated inputs,
 bad inputs in a subprocess."""
+import importlib
 import random
 
 import pytest
@@ -17,6 +18,8 @@ import helpers
 from helpers import BadCase, torch_gen
 
 pytestmark = helpers.needs_ops
+
+RA = importlib.import_module("fastseg.ops.roi_align")  # the module (fastseg.ops.roi_align is the function)
 
 GOOD = 500
 
@@ -155,4 +158,101 @@ helpers.register_bad_cases("roi-align-named", "test_roi_align:bad_cases")
 def test_bad_inputs(device):
     results = helpers.bad_case_results("roi-align-named", device)
     assert len(results) >= 14
+    helpers.assert_no_bad_case_failures(results)
+
+
+# ----------------------------------------------------------------------------- multi-level
+
+def fpn_case(seed, dtype=torch.float64, device="cpu", channels_last=False):
+    rng, gen = random.Random(seed), torch_gen(seed)
+    N, C = rng.randint(1, 2), rng.randint(1, 6)
+    img = (rng.randint(60, 130), rng.randint(60, 130))
+    feats = {}
+    for i in range(2, 6):
+        f = torch.randn(N, C, -(-img[0] // 2 ** i), -(-img[1] // 2 ** i), generator=gen, dtype=torch.float64)
+        if channels_last:
+            f = f.contiguous(memory_format=torch.channels_last)
+        feats[f"p{i}"] = f.to(dtype).to(device)
+    boxes = []
+    for _ in range(N):
+        k = rng.randint(0, 9)
+        xy = torch.rand(k, 2, generator=gen, dtype=torch.float64) * torch.tensor([img[1], img[0]])
+        wh = torch.exp(torch.rand(k, 2, generator=gen, dtype=torch.float64) * 5) * 2
+        boxes.append(torch.cat([xy, xy + wh], 1).to(dtype).to(device))
+    return feats, boxes, [img] * N
+
+
+@pytest.mark.parametrize("form", helpers.KERNEL_FORMS)
+def test_multi_scale_vs_reference_and_torchvision(device, form):
+    names = ["p2", "p3", "p4", "p5"]
+    with helpers.kernel_form_or_skip(device, form):
+        for seed in range(20):
+            feats, boxes, shapes = fpn_case(seed, device=device, channels_last=seed % 3 == 0)
+            got = fnn.MultiScaleRoIAlign(names, 7, 2)(feats, boxes, shapes)
+            # reference: the same level rule, each box through the reference roi_align of its level
+            fl = list(feats.values())
+            scales = RA.infer_scales(fl, shapes)
+            levels = RA.map_levels(boxes, 2, 5)
+            rois = RA.boxes_to_rois(boxes)
+            for k in range(rois.shape[0]):
+                l = int(levels[k])
+                exp = R_roi_align(fl[l].cpu(), rois[k:k + 1].cpu(), 7, scales[l], 2)
+                torch.testing.assert_close(got[k:k + 1].cpu().double(), exp.double(), atol=1e-9, rtol=1e-7)
+            if helpers.HAS_TORCHVISION:
+                import torchvision
+                tv = torchvision.ops.MultiScaleRoIAlign(names, 7, 2)
+                fa = {k: v.detach().clone().requires_grad_() for k, v in feats.items()}
+                fb = {k: v.detach().cpu().clone().requires_grad_() for k, v in feats.items()}
+                a = fnn.MultiScaleRoIAlign(names, 7, 2)(fa, boxes, shapes)
+                b = tv(fb, [bx.cpu() for bx in boxes], shapes)
+                torch.testing.assert_close(a.cpu(), b, atol=1e-9, rtol=1e-7)
+                if a.numel():
+                    g = torch.randn(a.shape, generator=torch_gen(seed), dtype=a.dtype)
+                    ga = torch.autograd.grad(a, list(fa.values()), g.to(device))
+                    gb = torch.autograd.grad(b, list(fb.values()), g, allow_unused=True)
+                    for x, y in zip(ga, gb):
+                        torch.testing.assert_close(x.cpu(), torch.zeros_like(x.cpu()) if y is None else y,
+                                                   atol=1e-9, rtol=1e-7)
+
+
+def test_multi_scale_opcheck_compile(device):
+    feats, boxes, shapes = fpn_case(3, torch.float32, device)
+    fl = [f.requires_grad_() for f in feats.values()]
+    rois = RA.boxes_to_rois(boxes)
+    levels = RA.map_levels(boxes, 2, 5)
+    scales = RA.infer_scales(fl, shapes)
+    helpers.run_opcheck(torch.ops.fastseg.multi_scale_roi_align.default, (fl, rois, levels, scales, 7, 7, 2))
+    helpers.check_compile(lambda a, b, c, d: fops.multi_scale_roi_align([a, b, c, d], boxes, shapes, 7, 2), *fl)
+
+
+def multi_scale_bad_cases(device="cpu"):
+    feats, boxes, shapes = fpn_case(5, torch.float32, device)
+    fl = list(feats.values())
+    rois = torch.tensor([[0, 1.0, 1.0, 20.0, 20.0]], device=device)
+    op = torch.ops.fastseg.multi_scale_roi_align.default
+    lv = torch.zeros(1, dtype=torch.int64, device=device)
+    m = r"^fastseg\.multi_scale_roi_align: ({})\b"
+    return [
+        BadCase("level-out-of-range", lambda: op(fl, rois, lv + 4, [0.25, 0.125, 0.0625, 0.03125], 7, 7, 2),
+                m.format("levels")),
+        BadCase("level-negative", lambda: op(fl, rois, lv - 1, [0.25, 0.125, 0.0625, 0.03125], 7, 7, 2),
+                m.format("levels")),
+        BadCase("levels-dtype", lambda: op(fl, rois, lv.int(), [0.25, 0.125, 0.0625, 0.03125], 7, 7, 2),
+                m.format("levels")),
+        BadCase("scales-count", lambda: op(fl, rois, lv, [0.25], 7, 7, 2), m.format("scales")),
+        BadCase("scales-zero", lambda: op(fl, rois, lv, [0.25, 0.0, 0.0625, 0.03125], 7, 7, 2), m.format("scales")),
+        BadCase("features-mixed", lambda: op([fl[0], fl[1].double()], rois, lv, [0.25, 0.125], 7, 7, 2),
+                m.format("features")),
+        BadCase("features-empty", lambda: op([], rois, lv, [], 7, 7, 2), m.format("features")),
+        BadCase("api-boxes-tensor", lambda: fops.multi_scale_roi_align(fl, rois, shapes, 7, 2), m.format("boxes")),
+        BadCase("api-no-images", lambda: fops.multi_scale_roi_align(fl, boxes, [], 7, 2), m.format("image_shapes")),
+    ]
+
+
+helpers.register_bad_cases("multi-scale-roi-align-named", "test_roi_align:multi_scale_bad_cases")
+
+
+def test_multi_scale_bad_inputs(device):
+    results = helpers.bad_case_results("multi-scale-roi-align-named", device)
+    assert len(results) >= 9
     helpers.assert_no_bad_case_failures(results)

@@ -64,3 +64,45 @@ for _name, _k, _pooled, _cl, _desc in (
                   [Variant("fastseg", _fastseg, kind="fastseg", description="fastseg.ops.roi_align"),
                    Variant("torchvision", _baseline, description="torchvision.ops.roi_align")],
                   _bytes, atol=1e-4, rtol=1e-4))
+
+
+def _fpn_setup(k: int, pooled: int):
+    def setup(device: torch.device, size: str) -> State:
+        c = 64 if size == "small" else 256
+        g = torch.Generator().manual_seed(0)
+        feats = {f"p{i}": torch.randn(2, c, 800 // 2 ** i, 1088 // 2 ** i, generator=g).to(device).requires_grad_()
+                 for i in range(2, 6)}
+        boxes = []
+        for _ in range(2):
+            xy = torch.rand(k // 2, 2, generator=g) * torch.tensor([1088.0, 800.0])
+            wh = torch.exp(torch.rand(k // 2, 2, generator=g) * 5) * 4
+            boxes.append(torch.cat([xy, xy + wh], 1).to(device))
+        grad_out = torch.randn(k, c, pooled, pooled, generator=g).to(device)
+        return State(feats=feats, boxes=boxes, pooled=pooled, image_shapes=[(800, 1088)] * 2,
+                     leaves=list(feats.values()), grad_out=grad_out, x=feats["p2"],
+                     shapes={"features": {n: list(f.shape) for n, f in feats.items()}, "rois": k,
+                             "output_size": pooled, "sampling_ratio": 2}, notes={})
+    return setup
+
+
+def _fastseg_ms(s: State):
+    import fastseg.nn
+    return fastseg.nn.MultiScaleRoIAlign(list(s.feats), s.pooled, 2)(s.feats, s.boxes, s.image_shapes)
+
+
+def _baseline_ms(s: State):
+    try:
+        import torchvision.ops as tv
+        return tv.MultiScaleRoIAlign(list(s.feats), s.pooled, 2)(s.feats, s.boxes, s.image_shapes)
+    except Exception:
+        import fastseg.reference
+        return fastseg.reference.multi_scale_roi_align(list(s.feats.values()), s.boxes, s.image_shapes, s.pooled, 2)
+
+
+register(Case("maskrcnn_box_multiscale", FAMILY,
+              "Mask R-CNN box head on all FPN levels P2-P5 ([2,256,200x272] ... [2,256,25x34]): 512 rois -> 7x7, "
+              "sampling 2, level per roi as torchvision; baseline torchvision.ops.MultiScaleRoIAlign",
+              _fpn_setup(512, 7),
+              [Variant("fastseg", _fastseg_ms, kind="fastseg", description="fastseg.nn.MultiScaleRoIAlign"),
+               Variant("torchvision", _baseline_ms, description="torchvision.ops.MultiScaleRoIAlign")],
+              _bytes, atol=1e-4, rtol=1e-4))

@@ -7,4 +7,4 @@ from .unpool import (  # noqa: F401
     UnpoolNearest2d,
 )
 from .conv_transpose import BilinearUpsample2d, ConvTranspose2dCrop, UpConcat  # noqa: F401
-from .roi_align import RoIAlign  # noqa: F401
+from .roi_align import MultiScaleRoIAlign, RoIAlign  # noqa: F401

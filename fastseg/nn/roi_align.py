@@ -1,5 +1,5 @@
 """RoIAlign layer with torchvision's constructor and forward."""
-from typing import List, Union
+from typing import Dict, List, Tuple, Union
 
 import torch
 from torch import nn
@@ -24,3 +24,28 @@ class RoIAlign(nn.Module):
     def extra_repr(self) -> str:
         return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
                 f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
+
+
+class MultiScaleRoIAlign(nn.Module):
+    """Drop-in for `torchvision.ops.MultiScaleRoIAlign(featmap_names, output_size, sampling_ratio,
+    *, canonical_scale=224, canonical_level=4)`: `forward(x: dict, boxes: list, image_shapes: list)`,
+    all levels in one kernel."""
+
+    def __init__(self, featmap_names: List[str], output_size: IntPair, sampling_ratio: int, *,
+                 canonical_scale: int = 224, canonical_level: int = 4):
+        super().__init__()
+        self.featmap_names = list(featmap_names)
+        self.output_size = output_size
+        self.sampling_ratio = sampling_ratio
+        self.canonical_scale = canonical_scale
+        self.canonical_level = canonical_level
+
+    def forward(self, x: Dict[str, torch.Tensor], boxes: List[torch.Tensor],
+                image_shapes: List[Tuple[int, int]]) -> torch.Tensor:
+        features = [v for k, v in x.items() if k in self.featmap_names]
+        return ops.multi_scale_roi_align(features, boxes, image_shapes, self.output_size, self.sampling_ratio,
+                                         self.canonical_scale, self.canonical_level)
+
+    def extra_repr(self) -> str:
+        return (f"featmap_names={self.featmap_names}, output_size={self.output_size}, "
+                f"sampling_ratio={self.sampling_ratio}")

@@ -13,4 +13,4 @@ from .conv_transpose import (  # noqa: F401
     conv_transpose_full_size,
 )
 from .nms import batched_nms, nms  # noqa: F401
-from .roi_align import roi_align  # noqa: F401
+from .roi_align import multi_scale_roi_align, roi_align  # noqa: F401

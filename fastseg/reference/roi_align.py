@@ -54,3 +54,22 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
                 total = total + v * (wy[:, :, None, None] * wx[None, None, :, :])
         out[k] = total.sum(dim=(2, 4)) / max(gh * gw, 1)
     return out.to(input.dtype)
+
+
+def multi_scale_roi_align(features, boxes, image_shapes, output_size, sampling_ratio, canonical_scale=224,
+                          canonical_level=4, eps=1e-6):
+    """torchvision's MultiScaleRoIAlign: each box through roi_align on the level its size maps to."""
+    from ..ops.roi_align import boxes_to_rois, infer_scales, map_levels  # pure PyTorch helpers
+    features = list(features)
+    rois = boxes_to_rois(boxes)
+    scales = infer_scales(features, image_shapes)
+    if len(features) == 1:
+        return roi_align(features[0], rois, output_size, scales[0], sampling_ratio)
+    levels = map_levels(boxes, int(-math.log2(scales[0])), int(-math.log2(scales[-1])), canonical_scale,
+                        canonical_level, eps)
+    ph, pw = pair(output_size, "reference.multi_scale_roi_align", "output_size", minimum=1)
+    out = features[0].new_zeros(rois.shape[0], features[0].shape[1], ph, pw)
+    for k in range(rois.shape[0]):
+        l = int(levels[k])
+        out[k:k + 1] = roi_align(features[l], rois[k:k + 1], (ph, pw), scales[l], sampling_ratio)
+    return out

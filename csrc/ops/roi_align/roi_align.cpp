@@ -11,6 +11,8 @@ TORCH_LIBRARY_FRAGMENT(fastseg, m) {
   m.def("roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, SymInt pooled_height, "
         "SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, int sampling_ratio, "
         "bool aligned) -> Tensor");
+  m.def("multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, float[] scales, SymInt pooled_height, "
+        "SymInt pooled_width, int sampling_ratio) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastseg, CPU, m) {

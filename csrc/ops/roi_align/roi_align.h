@@ -83,6 +83,26 @@ C10_HOST_DEVICE inline T sample_at(T start, int64_t bin_index, T bin, int64_t i,
   return start + static_cast<T>(bin_index) * bin + (static_cast<T>(i) + T(0.5)) * bin / static_cast<T>(grid);
 }
 
+// Mean of the samples of bin (ph, pw) of a roi in one channel plane (strides is.h, is.w).
+template <typename scalar_t, typename T>
+C10_HOST_DEVICE inline T bin_average(const scalar_t* plane, const Strides4& is, int64_t height, int64_t width,
+                                     const RoiGeometry<T>& g, int64_t ph, int64_t pw) {
+  T acc = 0;
+  for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+    const AxisSample<T> ys = axis_sample(sample_at(g.start_h, ph, g.bin_h, iy, g.grid_h), height);
+    if (!ys.valid) continue;
+    for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+      const AxisSample<T> xs = axis_sample(sample_at(g.start_w, pw, g.bin_w, ix, g.grid_w), width);
+      if (!xs.valid) continue;
+      const scalar_t* r_lo = plane + ys.lo * is.h;
+      const scalar_t* r_hi = plane + ys.hi * is.h;
+      acc += ys.w_lo * xs.w_lo * T(r_lo[xs.lo * is.w]) + ys.w_lo * xs.w_hi * T(r_lo[xs.hi * is.w]) +
+             ys.w_hi * xs.w_lo * T(r_hi[xs.lo * is.w]) + ys.w_hi * xs.w_hi * T(r_hi[xs.hi * is.w]);
+    }
+  }
+  return acc / g.count;
+}
+
 // out[k, c, ph, pw] = mean of the bin's samples of input[batch(k), c].
 template <typename scalar_t>
 struct Forward {
@@ -100,21 +120,40 @@ struct Forward {
 
   C10_HOST_DEVICE void operator()(int64_t off, int64_t k, int64_t c, int64_t ph, int64_t pw, Axis, Axis) const {
     const RoiGeometry<T> g = roi_geometry(rois + k * 5, spatial_scale, aligned, pooled_h, pooled_w, sampling_ratio);
-    const scalar_t* plane = input + g.batch * is.n + c * is.c;
-    T acc = 0;
-    for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-      const AxisSample<T> ys = axis_sample(sample_at(g.start_h, ph, g.bin_h, iy, g.grid_h), height);
-      if (!ys.valid) continue;
-      for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-        const AxisSample<T> xs = axis_sample(sample_at(g.start_w, pw, g.bin_w, ix, g.grid_w), width);
-        if (!xs.valid) continue;
-        const scalar_t* r_lo = plane + ys.lo * is.h;
-        const scalar_t* r_hi = plane + ys.hi * is.h;
-        acc += ys.w_lo * xs.w_lo * T(r_lo[xs.lo * is.w]) + ys.w_lo * xs.w_hi * T(r_lo[xs.hi * is.w]) +
-               ys.w_hi * xs.w_lo * T(r_hi[xs.lo * is.w]) + ys.w_hi * xs.w_hi * T(r_hi[xs.hi * is.w]);
-      }
-    }
-    out[off] = static_cast<scalar_t>(acc / g.count);
+    out[off] = static_cast<scalar_t>(bin_average(input + g.batch * is.n + c * is.c, is, height, width, g, ph, pw));
+  }
+};
+
+// Feature levels of multi-level RoIAlign (FPN P2-P5...), passed by value to the kernels.
+constexpr int kMaxLevels = 8;
+template <typename scalar_t>
+struct Levels {
+  const scalar_t* data[kMaxLevels];
+  Strides4 strides[kMaxLevels];
+  int64_t height[kMaxLevels], width[kMaxLevels];
+  at::opmath_type<scalar_t> scale[kMaxLevels];
+};
+
+// Multi-level forward in one launch: roi k reads level levels[k] (torchvision's
+// MultiScaleRoIAlign: aligned=False, the level's spatial scale).
+template <typename scalar_t>
+struct MultiLevelForward {
+  using T = at::opmath_type<scalar_t>;
+  Levels<scalar_t> lv;
+  const T* rois;
+  const int64_t* levels;
+  scalar_t* out;
+  int64_t pooled_h, pooled_w, sampling_ratio;
+
+  C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
+  C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
+
+  C10_HOST_DEVICE void operator()(int64_t off, int64_t k, int64_t c, int64_t ph, int64_t pw, Axis, Axis) const {
+    const int64_t l = levels[k];
+    const RoiGeometry<T> g = roi_geometry(rois + k * 5, lv.scale[l], false, pooled_h, pooled_w, sampling_ratio);
+    const Strides4& is = lv.strides[l];
+    out[off] = static_cast<scalar_t>(
+        bin_average(lv.data[l] + g.batch * is.n + c * is.c, is, lv.height[l], lv.width[l], g, ph, pw));
   }
 };
 

@@ -11,6 +11,7 @@
 #include <c10/core/DeviceGuard.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -65,22 +66,23 @@ inline at::Tensor prepared_rois(const char* op, const at::Tensor& rois, int64_t 
 // the sample table of a roi is built once and applied to every channel. Same products and
 // summation order as the bodies, so the same results.
 template <typename scalar_t>
-void cpu_forward(const at::Tensor& input, const at::Tensor& r, at::Tensor& out, int64_t pooled_h, int64_t pooled_w,
-                 int64_t sampling_ratio, double spatial_scale, bool aligned) {
+void cpu_forward(const Levels<scalar_t>& lv, const int64_t* levels, const at::Tensor& r, at::Tensor& out,
+                 int64_t channels, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
   using T = at::opmath_type<scalar_t>;
-  const int64_t K = r.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-  const Strides4 is = strides4(input), os = strides4(out);
-  const scalar_t* x = input.const_data_ptr<scalar_t>();
+  const int64_t K = r.size(0), C = channels;
+  const Strides4 os = strides4(out);
   const T* rois = r.const_data_ptr<T>();
   scalar_t* y = out.mutable_data_ptr<scalar_t>();
-  const bool channels_inner = is.c == 1 && C > 1;
   at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
     SampleTable<T> t;
     std::vector<T> acc(C);
     for (int64_t k = k0; k < k1; ++k) {
-      const RoiGeometry<T> g = roi_geometry(rois + k * 5, T(spatial_scale), aligned, pooled_h, pooled_w, sampling_ratio);
-      t.build(g, H, W, pooled_h, pooled_w, is.h, is.w);
-      const scalar_t* img = x + g.batch * is.n;
+      const int64_t l = levels != nullptr ? levels[k] : 0;
+      const Strides4& is = lv.strides[l];
+      const RoiGeometry<T> g = roi_geometry(rois + k * 5, lv.scale[l], aligned, pooled_h, pooled_w, sampling_ratio);
+      t.build(g, lv.height[l], lv.width[l], pooled_h, pooled_w, is.h, is.w);
+      const scalar_t* img = lv.data[l] + g.batch * is.n;
+      const bool channels_inner = is.c == 1 && C > 1;
       for (int64_t bin = 0; bin < pooled_h * pooled_w; ++bin) {
         const int64_t ph = bin / pooled_w, pw = bin % pooled_w;
         scalar_t* dst = y + k * os.n + ph * os.h + pw * os.w;
@@ -110,6 +112,27 @@ void cpu_forward(const at::Tensor& input, const at::Tensor& r, at::Tensor& out, 
       }
     }
   });
+}
+
+// The levels' data for the kernels. On the CPU fast path, a level that the rois sample densely
+// is first copied to channels-last (gathers with C innermost are several times faster than
+// per-plane gathers; the copy pays for itself); `keep` holds those copies.
+template <typename scalar_t>
+Levels<scalar_t> make_levels(c10::ArrayRef<at::Tensor> features, c10::ArrayRef<double> scales, int64_t n_rois,
+                             int64_t pooled_h, int64_t pooled_w, bool cpu_fast, std::vector<at::Tensor>& keep) {
+  Levels<scalar_t> lv{};
+  for (size_t l = 0; l < features.size(); ++l) {
+    const at::Tensor& f = features[l];
+    const bool dense = n_rois * pooled_h * pooled_w * 16 >= f.size(0) * f.size(2) * f.size(3);
+    keep.push_back(cpu_fast && dense && f.stride(1) != 1 && f.size(1) > 1 ? f.contiguous(at::MemoryFormat::ChannelsLast)
+                                                                          : f);
+    lv.data[l] = keep.back().const_data_ptr<scalar_t>();
+    lv.strides[l] = strides4(keep.back());
+    lv.height[l] = f.size(2);
+    lv.width[l] = f.size(3);
+    lv.scale[l] = static_cast<at::opmath_type<scalar_t>>(scales[l]);
+  }
+  return lv;
 }
 
 // Backward, parallel over channels: each task scatters its channels of every roi (in roi order,
@@ -167,12 +190,10 @@ at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spa
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastseg.roi_align", [&] {
     using T = at::opmath_type<scalar_t>;
     if (input.is_cpu() && cpu_row_kernels_enabled()) {
-      // Gathers with C innermost are several times faster than per-plane gathers; when the rois
-      // sample the map densely enough, one channels-last copy of the input pays for itself.
-      const bool dense = K * pooled_h * pooled_w * 16 >= input.size(0) * input.size(2) * input.size(3);
-      const bool to_channels_last = dense && input.stride(1) != 1 && C > 1;
-      const at::Tensor src = to_channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
-      cpu_forward<scalar_t>(src, r, out, pooled_h, pooled_w, sampling_ratio, spatial_scale, aligned);
+      std::vector<at::Tensor> keep;
+      const double scale[1] = {spatial_scale};
+      const auto lv = make_levels<scalar_t>({input}, scale, K, pooled_h, pooled_w, true, keep);
+      cpu_forward<scalar_t>(lv, nullptr, r, out, C, pooled_h, pooled_w, sampling_ratio, aligned);
       return;
     }
     Backend::for_each_4d(shape4(out), Forward<scalar_t>{input.const_data_ptr<scalar_t>(), r.const_data_ptr<T>(),
@@ -219,8 +240,65 @@ at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, do
   return grad_input.to(grad.scalar_type()).contiguous(fmt);
 }
 
+// torchvision's MultiScaleRoIAlign after level assignment (done in Python with torchvision's
+// formula): roi k is pooled from features[levels[k]] at scales[levels[k]], aligned=False, all
+// levels in one launch, output rows in roi order.
+template <typename Backend>
+at::Tensor multi_scale_roi_align(at::TensorList features, const at::Tensor& rois, const at::Tensor& levels,
+                                 c10::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w,
+                                 int64_t sampling_ratio) {
+  const char* op = "multi_scale_roi_align";
+  const int64_t L = int64_t(features.size());
+  TORCH_CHECK(L >= 1 && L <= kMaxLevels, "fastseg.", op, ": features must hold 1 to ", kMaxLevels,
+              " levels, got ", L);
+  TORCH_CHECK(int64_t(scales.size()) == L, "fastseg.", op, ": scales must have one entry per level (", L, "), got ",
+              scales.size());
+  const at::Tensor& f0 = features[0];
+  for (int64_t l = 0; l < L; ++l) {
+    const at::Tensor& f = features[l];
+    check_rank(f, 4, op, "features");
+    check_floating(f, op, "features");
+    TORCH_CHECK(f.scalar_type() == f0.scalar_type() && f.device() == f0.device() && f.size(0) == f0.size(0) &&
+                    f.size(1) == f0.size(1),
+                "fastseg.", op, ": features must share dtype, device, batch and channels; level ", l, " is ",
+                f.scalar_type(), " ", f.sizes(), " on ", f.device(), " vs ", f0.scalar_type(), " ", f0.sizes());
+    TORCH_CHECK(f.size(2) > 0 && f.size(3) > 0, "fastseg.", op, ": features must have non-zero height and width");
+    TORCH_CHECK(std::isfinite(scales[l]) && scales[l] > 0, "fastseg.", op, ": scales must be > 0, got ", scales[l]);
+  }
+  check_args(op, rois, f0, pooled_h, pooled_w);
+  check_rank(levels, 1, op, "levels");
+  check_dtype(levels, at::kLong, op, "levels");
+  check_same_device(f0, levels, op, "features", "levels");
+  TORCH_CHECK(levels.size(0) == rois.size(0), "fastseg.", op, ": levels must have one entry per roi (", rois.size(0),
+              "), got ", levels.size(0));
+  c10::DeviceGuard guard(f0.device());
+  const int64_t K = rois.size(0), C = f0.size(1);
+  auto out = empty_4d(f0, K, C, pooled_h, pooled_w, f0.scalar_type());
+  if (out.numel() == 0) return out;
+  TORCH_CHECK(((levels >= 0) & (levels < L)).all().item<bool>(), "fastseg.", op, ": levels must be in [0, ", L, ")");
+  const auto acc = opmath_of(f0.scalar_type());
+  const double max_scale = *std::max_element(scales.begin(), scales.end());
+  const auto r = prepared_rois(op, rois, f0.size(0), acc, max_scale, pooled_h, pooled_w, sampling_ratio);
+  const auto lvl = levels.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f0.scalar_type(), "fastseg.multi_scale_roi_align", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const bool cpu_fast = f0.is_cpu() && cpu_row_kernels_enabled();
+    std::vector<at::Tensor> keep;
+    const auto lv = make_levels<scalar_t>(features, scales, K, pooled_h, pooled_w, cpu_fast, keep);
+    if (cpu_fast) {
+      cpu_forward<scalar_t>(lv, lvl.const_data_ptr<int64_t>(), r, out, C, pooled_h, pooled_w, sampling_ratio, false);
+      return;
+    }
+    Backend::for_each_4d(shape4(out), MultiLevelForward<scalar_t>{lv, r.const_data_ptr<T>(), lvl.const_data_ptr<int64_t>(),
+                                                                  out.mutable_data_ptr<scalar_t>(), pooled_h, pooled_w,
+                                                                  sampling_ratio});
+  });
+  return out;
+}
+
 template <typename Backend>
 void register_kernels(torch::Library& m) {
+  m.impl("multi_scale_roi_align", &multi_scale_roi_align<Backend>);
   m.impl("roi_align", &roi_align<Backend>);
   m.impl("roi_align_backward", &roi_align_backward<Backend>);
 }
