@@ -75,6 +75,9 @@ class Variant:
     zero-fill of the output: timed and reported, never checked).
     `modes`: the modes the variant supports (a roofline row usually only has `fwd`).
     `devices`: restrict to these device types (None: all).
+    `checked`: False for a baseline whose output legitimately differs from fastseg's (another
+    resampling rule or output format, e.g. torchvision's paste_masks_in_image): it is timed and
+    gets a ratio, but not compared; its description must say why.
     """
     name: str
     fn: Callable[[State], Any]
@@ -82,6 +85,7 @@ class Variant:
     modes: Tuple[str, ...] = MODES
     description: str = ""
     devices: Optional[Tuple[str, ...]] = None
+    checked: bool = True
 
     def __post_init__(self):
         if self.kind not in ("fastseg", "baseline", "roofline"):
@@ -578,7 +582,7 @@ def _run_mode(case: Case, state: State, mode: str, device: torch.device, profile
                                      for v in variants}
     res.variants = list(vres.values())
     fs = next((v for v in variants if v.kind == "fastseg"), None)
-    baselines = [v for v in variants if v.kind == "baseline"]
+    baselines = [v for v in variants if v.kind == "baseline" and v.checked]
     to_time = list(variants)
 
     if fs is not None and not fastseg_usable:

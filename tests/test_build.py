@@ -54,6 +54,8 @@ SCHEMAS = {
                                  "SymInt[2] crop, SymInt[2] output_size, SymInt[2] skip_crop) -> Tensor",
     "nms": "fastseg::nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor",
     "batched_nms": "fastseg::batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
+    "paste_masks": "fastseg::paste_masks(Tensor masks, Tensor boxes, SymInt height, SymInt width, "
+                   "float? threshold) -> Tensor",
     "multi_scale_roi_align": "fastseg::multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, "
                              "float[] scales, SymInt pooled_height, SymInt pooled_width, int sampling_ratio) -> Tensor",
     "roi_align": "fastseg::roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
@@ -63,8 +65,10 @@ SCHEMAS = {
                           "SymInt height, SymInt width, int sampling_ratio, bool aligned) -> Tensor",
 }
 #: Ops whose autograd is registered (the out= form is inference-only: its Python wrapper records
-#: autograd through a copy, see fastseg/ops/conv_transpose.py; NMS returns indices).
-DIFFERENTIABLE_OPS = tuple(n for n in SCHEMAS if n not in ("conv_transpose2d_crop_out", "nms", "batched_nms"))
+#: autograd through a copy, see fastseg/ops/conv_transpose.py; NMS returns indices; pasted masks
+#: are thresholded images).
+DIFFERENTIABLE_OPS = tuple(n for n in SCHEMAS if n not in ("conv_transpose2d_crop_out", "nms", "batched_nms",
+                                                            "paste_masks"))
 ALL_OPS = tuple(SCHEMAS)
 
 
@@ -122,7 +126,7 @@ def test_public_api():
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
     assert callable(fastseg.ops.bilinear_upsample_weight)
-    for fn in ("nms", "batched_nms", "roi_align"):
+    for fn in ("nms", "batched_nms", "roi_align", "paste_masks"):
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
     for fn in ("multi_scale_roi_align",):

@@ -1,0 +1,107 @@
+"""Mask pasting (DESIGN.md §5.3): paste_masks equals detectron2's grid_sample paste
+(fastseg.reference.paste_masks) on random masks and boxes: boxes partly or wholly outside the
+image, degenerate and huge boxes, non-square masks, every dtype, non-contiguous masks, bool and
+float outputs. >= 500 generated inputs; bad inputs in a subprocess."""
+import importlib
+import random
+
+import torch
+
+import fastseg.ops as fops
+
+import helpers
+from helpers import BadCase, torch_gen
+
+pytestmark = helpers.needs_ops
+
+R = importlib.import_module("fastseg.reference.paste_masks")
+GOOD = 500
+
+
+def random_case(seed, dtype=torch.float32, device="cpu"):
+    rng, g = random.Random(seed), torch_gen(seed)
+    K, M = rng.choice((0, 1, rng.randint(2, 6))), rng.choice((1, 2, 5, 14, 28))
+    H, W = rng.randint(0 if rng.random() < 0.03 else 1, 50), rng.randint(1, 50)
+    masks = torch.rand(K, M, M + rng.randint(0, 3), generator=g, dtype=torch.float64)
+    xy = torch.rand(K, 2, generator=g, dtype=torch.float64) * torch.tensor([W, H]) * 1.4 - 5
+    wh = torch.rand(K, 2, generator=g, dtype=torch.float64) * 40 * rng.choice((0, 0.1, 1, 3))
+    boxes = torch.cat([xy, xy + wh], 1)
+    if rng.random() < 0.2:
+        masks = masks.transpose(1, 2).contiguous().transpose(1, 2)  # non-contiguous
+    return masks.to(dtype).to(device), boxes.to(dtype).to(device), (H, W), rng.choice((None, 0.5, 0.3))
+
+
+def check(masks, boxes, size, threshold, desc=""):
+    got = fops.paste_masks(masks, boxes, size, threshold)
+    exp = R.paste_masks(masks.cpu().double(), boxes.cpu().double(), size, None)
+    assert got.shape == (masks.shape[0], *size), desc
+    if threshold is None:
+        assert got.dtype == masks.dtype, desc
+        tol = dict(atol=1e-9, rtol=1e-7) if masks.dtype == torch.float64 else helpers.tol(masks.dtype)
+        torch.testing.assert_close(got.cpu().double(), exp, **tol, msg=lambda m: f"{desc}\n{m}")
+    else:
+        assert got.dtype == torch.bool, desc
+        # values within rounding of the threshold may go either way
+        eps = 1e-9 if masks.dtype == torch.float64 else 2e-2 if masks.dtype in helpers.LOW_PRECISION else 1e-5
+        sure = (exp - threshold).abs() > eps
+        assert torch.equal(got.cpu()[sure], (exp >= threshold)[sure]), desc
+
+
+def test_examples(device):
+    m = torch.ones(1, 2, 2, device=device)
+    out = fops.paste_masks(m, torch.tensor([[2.0, 1.0, 6.0, 3.0]], device=device), (5, 8), None)
+    # interior of the box is 1; half a mask cell (1 px here) outside it fades linearly to 0
+    assert out[0, 1:3, 3:5].eq(1).all()
+    assert out[0, 4].eq(0).all() and out[0, :, 7].eq(0).all()
+    assert fops.paste_masks(m, torch.tensor([[2.0, 1.0, 6.0, 3.0]], device=device), (5, 8)).dtype == torch.bool
+    empty = fops.paste_masks(torch.zeros(0, 28, 28, device=device), torch.zeros(0, 4, device=device), (7, 9))
+    assert empty.shape == (0, 7, 9)
+    k1 = fops.paste_masks(m[:, None], torch.tensor([[2.0, 1.0, 6.0, 3.0]], device=device), (5, 8), None)
+    torch.testing.assert_close(k1, out)  # [K, 1, M, M] as Mask R-CNN's head gives
+
+
+def test_fuzz(device):
+    failures = []
+    for seed in range(GOOD):
+        dtype = (torch.float32, torch.float64, torch.float16, torch.bfloat16)[seed % 4]
+        masks, boxes, size, thr = random_case(seed, dtype, device)
+        try:
+            check(masks, boxes, size, thr, desc=f"seed {seed} {dtype} K={masks.shape[0]} size={size} thr={thr}")
+        except AssertionError as e:
+            failures.append(str(e)[:1000])
+    assert not failures, f"{len(failures)} of {GOOD} failed:\n" + "\n".join(failures[:5])
+
+
+def test_opcheck_compile(device):
+    masks, boxes, size, _ = random_case(3, torch.float32, device)
+    helpers.run_opcheck(torch.ops.fastseg.paste_masks.default, (masks, boxes, *size, 0.5),
+                        test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+    helpers.check_compile(lambda m, b: fops.paste_masks(m, b, size, None), masks, boxes, check_grad=False)
+
+
+def bad_cases(device="cpu"):
+    m, b = torch.rand(2, 5, 5, device=device), torch.rand(2, 4, device=device) * 10
+    op = torch.ops.fastseg.paste_masks.default
+    r = r"^fastseg\.paste_masks: ({})\b"
+    return [
+        BadCase("masks-rank", lambda: op(m[0], b, 8, 8, 0.5), r.format("masks")),
+        BadCase("masks-int", lambda: op(m.long(), b, 8, 8, 0.5), r.format("masks")),
+        BadCase("masks-empty-plane", lambda: op(m[:, :0], b, 8, 8, 0.5), r.format("masks")),
+        BadCase("boxes-shape", lambda: op(m, b[:, :3], 8, 8, 0.5), r.format("boxes")),
+        BadCase("boxes-count", lambda: op(m, b[:1], 8, 8, 0.5), r.format("boxes")),
+        BadCase("boxes-int", lambda: op(m, b.long(), 8, 8, 0.5), r.format("boxes")),
+        BadCase("size-negative", lambda: op(m, b, -1, 8, 0.5), r.format("image_size")),
+        BadCase("threshold-nan", lambda: op(m, b, 8, 8, float("nan")), r.format("threshold")),
+        BadCase("api-size", lambda: fops.paste_masks(m, b, (8,)), r.format("image_size")),
+        BadCase("api-threshold", lambda: fops.paste_masks(m, b, (8, 8), "0.5"), r.format("threshold")),
+        BadCase("api-masks", lambda: fops.paste_masks(m.tolist(), b, (8, 8)), r.format("masks")),
+    ]
+
+
+helpers.register_bad_cases("paste-masks-named", "test_paste_masks:bad_cases")
+
+
+def test_bad_inputs(device):
+    results = helpers.bad_case_results("paste-masks-named", device)
+    assert len(results) >= 11
+    helpers.assert_no_bad_case_failures(results)
