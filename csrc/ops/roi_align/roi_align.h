@@ -83,23 +83,32 @@ C10_HOST_DEVICE inline T sample_at(T start, int64_t bin_index, T bin, int64_t i,
   return start + static_cast<T>(bin_index) * bin + (static_cast<T>(i) + T(0.5)) * bin / static_cast<T>(grid);
 }
 
-// Mean of the samples of bin (ph, pw) of a roi in one channel plane (strides is.h, is.w).
-template <typename scalar_t, typename T>
-C10_HOST_DEVICE inline T bin_average(const scalar_t* plane, const Strides4& is, int64_t height, int64_t width,
-                                     const RoiGeometry<T>& g, int64_t ph, int64_t pw) {
-  T acc = 0;
+// Calls f(ys, xs) for every sample of bin (ph, pw) of a roi that lies on the map, in row-major
+// sample order (the order every kernel sums in).
+template <typename T, typename F>
+C10_HOST_DEVICE inline void for_each_sample(const RoiGeometry<T>& g, int64_t ph, int64_t pw, int64_t height,
+                                            int64_t width, F&& f) {
   for (int64_t iy = 0; iy < g.grid_h; ++iy) {
     const AxisSample<T> ys = axis_sample(sample_at(g.start_h, ph, g.bin_h, iy, g.grid_h), height);
     if (!ys.valid) continue;
     for (int64_t ix = 0; ix < g.grid_w; ++ix) {
       const AxisSample<T> xs = axis_sample(sample_at(g.start_w, pw, g.bin_w, ix, g.grid_w), width);
-      if (!xs.valid) continue;
-      const scalar_t* r_lo = plane + ys.lo * is.h;
-      const scalar_t* r_hi = plane + ys.hi * is.h;
-      acc += ys.w_lo * xs.w_lo * T(r_lo[xs.lo * is.w]) + ys.w_lo * xs.w_hi * T(r_lo[xs.hi * is.w]) +
-             ys.w_hi * xs.w_lo * T(r_hi[xs.lo * is.w]) + ys.w_hi * xs.w_hi * T(r_hi[xs.hi * is.w]);
+      if (xs.valid) f(ys, xs);
     }
   }
+}
+
+// Mean of the samples of bin (ph, pw) of a roi in one channel plane (strides is.h, is.w).
+template <typename scalar_t, typename T>
+C10_HOST_DEVICE inline T bin_average(const scalar_t* plane, const Strides4& is, int64_t height, int64_t width,
+                                     const RoiGeometry<T>& g, int64_t ph, int64_t pw) {
+  T acc = 0;
+  for_each_sample(g, ph, pw, height, width, [&](const AxisSample<T>& ys, const AxisSample<T>& xs) {
+    const scalar_t* r_lo = plane + ys.lo * is.h;
+    const scalar_t* r_hi = plane + ys.hi * is.h;
+    acc += ys.w_lo * xs.w_lo * T(r_lo[xs.lo * is.w]) + ys.w_lo * xs.w_hi * T(r_lo[xs.hi * is.w]) +
+           ys.w_hi * xs.w_lo * T(r_hi[xs.lo * is.w]) + ys.w_hi * xs.w_hi * T(r_hi[xs.hi * is.w]);
+  });
   return acc / g.count;
 }
 
@@ -181,18 +190,12 @@ struct BackwardPlane {
       for (int64_t ph = 0; ph < pooled_h; ++ph) {
         for (int64_t pw = 0; pw < pooled_w; ++pw) {
           const T gv = T(grad[k * gs.n + c * gs.c + ph * gs.h + pw * gs.w]) / g.count;
-          for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-            const AxisSample<T> ys = axis_sample(sample_at(g.start_h, ph, g.bin_h, iy, g.grid_h), height);
-            if (!ys.valid) continue;
-            for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-              const AxisSample<T> xs = axis_sample(sample_at(g.start_w, pw, g.bin_w, ix, g.grid_w), width);
-              if (!xs.valid) continue;
-              dst[ys.lo * width + xs.lo] += gv * (ys.w_lo * xs.w_lo);
-              dst[ys.lo * width + xs.hi] += gv * (ys.w_lo * xs.w_hi);
-              dst[ys.hi * width + xs.lo] += gv * (ys.w_hi * xs.w_lo);
-              dst[ys.hi * width + xs.hi] += gv * (ys.w_hi * xs.w_hi);
-            }
-          }
+          for_each_sample(g, ph, pw, height, width, [&](const AxisSample<T>& ys, const AxisSample<T>& xs) {
+            dst[ys.lo * width + xs.lo] += gv * (ys.w_lo * xs.w_lo);
+            dst[ys.lo * width + xs.hi] += gv * (ys.w_lo * xs.w_hi);
+            dst[ys.hi * width + xs.lo] += gv * (ys.w_hi * xs.w_lo);
+            dst[ys.hi * width + xs.hi] += gv * (ys.w_hi * xs.w_hi);
+          });
         }
       }
     }
@@ -215,17 +218,11 @@ struct SampleTable {
     weight.clear();
     for (int64_t ph = 0; ph < pooled_h; ++ph) {
       for (int64_t pw = 0; pw < pooled_w; ++pw) {
-        for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-          const AxisSample<T> ys = axis_sample(sample_at(g.start_h, ph, g.bin_h, iy, g.grid_h), height);
-          if (!ys.valid) continue;
-          for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-            const AxisSample<T> xs = axis_sample(sample_at(g.start_w, pw, g.bin_w, ix, g.grid_w), width);
-            if (!xs.valid) continue;
-            pos.insert(pos.end(), {ys.lo * stride_h + xs.lo * stride_w, ys.lo * stride_h + xs.hi * stride_w,
-                                   ys.hi * stride_h + xs.lo * stride_w, ys.hi * stride_h + xs.hi * stride_w});
-            weight.insert(weight.end(), {ys.w_lo * xs.w_lo, ys.w_lo * xs.w_hi, ys.w_hi * xs.w_lo, ys.w_hi * xs.w_hi});
-          }
-        }
+        for_each_sample(g, ph, pw, height, width, [&](const AxisSample<T>& ys, const AxisSample<T>& xs) {
+          pos.insert(pos.end(), {ys.lo * stride_h + xs.lo * stride_w, ys.lo * stride_h + xs.hi * stride_w,
+                                 ys.hi * stride_h + xs.lo * stride_w, ys.hi * stride_h + xs.hi * stride_w});
+          weight.insert(weight.end(), {ys.w_lo * xs.w_lo, ys.w_lo * xs.w_hi, ys.w_hi * xs.w_lo, ys.w_hi * xs.w_hi});
+        });
         bin_start.push_back(int64_t(pos.size() / 4));
       }
     }
