@@ -37,7 +37,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         prog="python -m benchmarks",
         description="Times fastseg against the PyTorch/reference baselines on real network shapes, "
                     "forward and forward+backward; see benchmarks/README.md.")
-    p.add_argument("--quick", action="store_true", help="fewer repeats (about 1-2 minutes on a 2-core CPU)")
+    p.add_argument("--quick", action="store_true", help="fewer repeats (a few minutes for every case on a 2-core CPU)")
     p.add_argument("--filter", action="append", metavar="NAME",
                    help="run only cases whose name or family contains NAME (or matches a glob such as "
                         "'segnet_*'); repeatable, comma-separated lists allowed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F

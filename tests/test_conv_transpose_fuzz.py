@@ -8,7 +8,6 @@ killing pytest; each must raise an error naming the offending argument.
 Reproduce one good case: `python -c "import sys; sys.path.insert(0, 'tests'); import
 conv_transpose_cases as C; C.run_good(123)"`.
 """
-import pytest
 
 import conv_transpose_cases as C
 import helpers

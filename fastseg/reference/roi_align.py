@@ -28,7 +28,7 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     dt = torch.float64 if input.dtype == torch.float64 else torch.float32
     x = input.to(dt)
     r = rois.to(dt)
-    K, (N, C, H, W) = r.shape[0], x.shape
+    K, (C, H, W) = r.shape[0], x.shape[1:]
     out = x.new_zeros(K, C, ph, pw)
     off = 0.5 if aligned else 0.0
     for k in range(K):
