@@ -2,8 +2,8 @@
 // both backends.
 //
 // - greedy (the CPU default): torchvision's algorithm, but over score-sorted coordinate arrays
-//   that are compacted after every kept box, so each pass is a contiguous, vectorisable IoU
-//   loop instead of indirect loads and a branch per candidate. Batched NMS runs it per class
+//   (compacted once enough of them are suppressed), so each kept box costs one contiguous,
+//   vectorisable IoU pass instead of indirect loads and a branch per candidate. Batched NMS runs it per class
 //   (classes in parallel) and merges the kept boxes by score rank.
 // - bitmask (CUDA; the CPU runs it too when a test forces it): SuppressionMask computes, for every
 //   box, which later boxes it suppresses (64 per word, same-class pairs only for batched NMS),
@@ -13,7 +13,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cstring>
 #include <numeric>
 #include <optional>
 #include <vector>
