@@ -113,6 +113,9 @@ class Case:
     tags: Tuple[str, ...] = ()
     # fwd+bwd: how to run the backward from the forward's output (default out.backward(grad_out))
     backward: Optional[Callable[[State, Any], None]] = None
+    # Fewer samples than the profile asks for, for cases whose baseline takes seconds per call
+    # (the panoptic reference loops): the median of 5 such samples is already stable.
+    min_repeats: Optional[int] = None
 
     def variants_for(self, mode: str, device_type: str) -> List[Variant]:
         return [v for v in self.variants
@@ -606,6 +609,8 @@ def _run_mode(case: Case, state: State, mode: str, device: torch.device, profile
     runners = {}
     for v in to_time:
         runners[v.name] = (make_callable(case, v, state, mode), lambda: zero_grads(state))
+    if case.min_repeats is not None:
+        profile = dataclasses.replace(profile, min_repeats=min(profile.min_repeats, case.min_repeats))
     stats: Dict[str, Stats] = {}
     try:
         stats = time_variants(runners, device, profile)

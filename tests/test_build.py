@@ -63,12 +63,20 @@ SCHEMAS = {
     "roi_align_backward": "fastseg::roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, "
                           "SymInt pooled_height, SymInt pooled_width, SymInt batch_size, SymInt channels, "
                           "SymInt height, SymInt width, int sampling_ratio, bool aligned) -> Tensor",
+    "panoptic_fusion_heuristic": "fastseg::panoptic_fusion_heuristic(Tensor semantic, Tensor masks, Tensor? boxes, "
+                                 "Tensor scores, Tensor labels, float overlap_threshold, int stuff_area_threshold, "
+                                 "float score_threshold, int[] thing_ids) -> (Tensor, Tensor)",
+    "panoptic_fusion_efficientps": "fastseg::panoptic_fusion_efficientps(Tensor semantic_logits, Tensor mask_logits, "
+                                   "Tensor boxes, Tensor scores, Tensor labels, int[] stuff_ids, "
+                                   "float score_threshold, float overlap_threshold, int min_stuff_area, "
+                                   "bool pasted) -> (Tensor, Tensor)",
 }
 #: Ops whose autograd is registered (the out= form is inference-only: its Python wrapper records
 #: autograd through a copy, see fastseg/ops/conv_transpose.py; NMS returns indices; pasted masks
-#: are thresholded images).
+#: are thresholded images; panoptic fusion is inference-only: argmax and integer ids).
 DIFFERENTIABLE_OPS = tuple(n for n in SCHEMAS if n not in ("conv_transpose2d_crop_out", "nms", "batched_nms",
-                                                            "paste_masks"))
+                                                            "paste_masks", "panoptic_fusion_heuristic",
+                                                            "panoptic_fusion_efficientps"))
 ALL_OPS = tuple(SCHEMAS)
 
 
@@ -129,7 +137,7 @@ def test_public_api():
     for fn in ("nms", "batched_nms", "roi_align", "paste_masks"):
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
-    for fn in ("multi_scale_roi_align",):
+    for fn in ("multi_scale_roi_align", "panoptic_fusion_heuristic", "panoptic_fusion_efficientps"):
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
     for layer in ("MaxUnpool2d", "MaxPool2dCompact", "MaxUnpool2dCompact", "UnpoolNearest2d", "UnpoolBedOfNails2d",

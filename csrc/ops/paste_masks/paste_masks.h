@@ -55,6 +55,33 @@ C10_HOST_DEVICE inline Tap<T> tap(T c, int64_t cells) {
   return t;
 }
 
+// The bilinear sample of mask m (row stride sh, column stride sw) at taps (ty, tx), zeros outside.
+template <typename T, typename scalar_t>
+C10_HOST_DEVICE inline T sample(const scalar_t* m, int64_t sh, int64_t sw, const Tap<T>& ty, const Tap<T>& tx) {
+  T val = 0;
+  if (ty.w_lo != T(0)) {
+    const scalar_t* r = m + ty.lo * sh;
+    if (tx.w_lo != T(0)) val += ty.w_lo * tx.w_lo * T(r[tx.lo * sw]);
+    if (tx.w_hi != T(0)) val += ty.w_lo * tx.w_hi * T(r[(tx.lo + 1) * sw]);
+  }
+  if (ty.w_hi != T(0)) {
+    const scalar_t* r = m + (ty.lo + 1) * sh;
+    if (tx.w_lo != T(0)) val += ty.w_hi * tx.w_lo * T(r[tx.lo * sw]);
+    if (tx.w_hi != T(0)) val += ty.w_hi * tx.w_hi * T(r[(tx.lo + 1) * sw]);
+  }
+  return val;
+}
+
+// The pasted value of mask m (a [Mh, Mw] plane) for box b = (x1, y1, x2, y2) at image pixel
+// (x, y): 0 where the sample falls outside the mask.
+template <typename T, typename scalar_t>
+C10_HOST_DEVICE inline T pasted_value(const scalar_t* m, int64_t sh, int64_t sw, int64_t mh, int64_t mw, const T* b,
+                                      int64_t y, int64_t x) {
+  const T v = mask_coord(y, b[1], b[3], mh), u = mask_coord(x, b[0], b[2], mw);
+  if (!(v > T(-1) && v < static_cast<T>(mh)) || !(u > T(-1) && u < static_cast<T>(mw))) return T(0);
+  return sample(m, sh, sw, tap(v, mh), tap(u, mw));
+}
+
 // Writes row y of mask k: out[k, y, x] for the x of the box's range. out_t is bool (value >=
 // threshold) or the float dtype (the value). Walked as a [1, K, H, 1] output: element (k, y).
 template <typename scalar_t, typename out_t>
@@ -80,22 +107,11 @@ struct PasteRow {
     if (!(v > T(-1) && v < static_cast<T>(mh))) return;
     const Tap<T> ty = tap(v, mh);
     const scalar_t* m = masks + k * ms.n;
-    const scalar_t* r_lo = m + ty.lo * ms.h;
-    const scalar_t* r_hi = m + (ty.lo + 1) * ms.h;
     out_t* dst = out + (k * height + y) * width;
     for (int64_t x = x0; x < x1; ++x) {
       const T u = mask_coord(x, b[0], b[2], mw);
       if (!(u > T(-1) && u < static_cast<T>(mw))) continue;
-      const Tap<T> tx = tap(u, mw);
-      T val = 0;
-      if (ty.w_lo != T(0)) {
-        if (tx.w_lo != T(0)) val += ty.w_lo * tx.w_lo * T(r_lo[tx.lo * ms.w]);
-        if (tx.w_hi != T(0)) val += ty.w_lo * tx.w_hi * T(r_lo[(tx.lo + 1) * ms.w]);
-      }
-      if (ty.w_hi != T(0)) {
-        if (tx.w_lo != T(0)) val += ty.w_hi * tx.w_lo * T(r_hi[tx.lo * ms.w]);
-        if (tx.w_hi != T(0)) val += ty.w_hi * tx.w_hi * T(r_hi[(tx.lo + 1) * ms.w]);
-      }
+      const T val = sample(m, ms.h, ms.w, ty, tap(u, mw));
       if constexpr (std::is_same_v<out_t, bool>) {
         dst[x] = val >= threshold;
       } else {

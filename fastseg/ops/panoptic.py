@@ -1,0 +1,156 @@
+"""Panoptic fusion: the Panoptic FPN heuristic and the EfficientPS fusion (DESIGN.md §5.4).
+
+Both return `(panoptic, segments_info)`: `panoptic` an int32 [H, W] map (0 = void, segments
+numbered from 1 in creation order), `segments_info` a list of
+`{"id", "category_id", "isthing", "score" (things only), "area"}`.
+
+Instance masks come either pasted, [K, H, W], or as [K, M, M] per-box masks with `boxes`
+[K, 4] (x1, y1, x2, y2 in image pixels), pasted on the fly inside each box with `paste_masks`'
+math (bilinear, detectron2's pixel convention), so that no K x H x W tensor exists. For float32
+and float64 masks both forms give identical results when the pasted form is
+`fastseg.ops.paste_masks(masks, boxes, (H, W), threshold=None)`.
+
+Inference only (no autograd). The instance loop runs on the host, one count and one write pass
+per instance over its pixel rectangle; kernels in csrc/ops/panoptic/. `segments_info` is Python
+data, so the ops are not traceable as a whole; the tensor-only parts are
+`torch.ops.fastseg.panoptic_fusion_heuristic` / `panoptic_fusion_efficientps`, which return
+`(panoptic, segments[S, 3] int64 = (instance index or -1 for stuff, category id, area))`.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .. import _loader
+
+__all__ = ["panoptic_fusion_heuristic", "panoptic_fusion_efficientps", "segments_to_info"]
+
+
+def _tensor(op: str, name: str, t) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"fastseg.{op}: {name} must be a Tensor, got {type(t).__name__}")
+    return t
+
+
+def _number(op: str, name: str, v, kind=float):
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
+        raise TypeError(f"fastseg.{op}: {name} must be {'a float' if kind is float else 'an int'}, got {v!r}")
+    if kind is float and v != v:
+        raise ValueError(f"fastseg.{op}: {name} must not be NaN")
+    return kind(v)
+
+
+def _ids(op: str, name: str, ids) -> List[int]:
+    if isinstance(ids, torch.Tensor):
+        ids = ids.flatten().tolist()
+    try:
+        out = [int(i) for i in ids if not isinstance(i, bool) and int(i) == i]
+        ok = len(out) == len(list(ids))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise TypeError(f"fastseg.{op}: {name} must be a sequence of ints, got {ids!r}")
+    return out
+
+
+def _labels(op: str, labels: torch.Tensor) -> torch.Tensor:
+    _tensor(op, "labels", labels)
+    if labels.dtype in (torch.int32, torch.int16, torch.int8, torch.uint8):
+        labels = labels.long()  # class ids of any integer dtype; the kernels index with int64
+    return labels
+
+
+def segments_to_info(segments: torch.Tensor, scores: torch.Tensor) -> List[Dict]:
+    """The ops' `segments[S, 3]` (instance index or -1, category id, area) as segments_info."""
+    rows = segments.tolist()
+    score_list = scores.tolist()
+    info = []
+    for i, (instance, category, area) in enumerate(rows):
+        seg = {"id": i + 1, "category_id": int(category), "isthing": instance >= 0, "area": int(area)}
+        if instance >= 0:
+            seg["score"] = float(score_list[instance])
+        info.append(seg)
+    return info
+
+
+def panoptic_fusion_heuristic(semantic: torch.Tensor, masks: torch.Tensor, boxes: Optional[torch.Tensor],
+                              scores: torch.Tensor, labels: torch.Tensor, overlap_threshold: float = 0.5,
+                              stuff_area_threshold: int = 4096, score_threshold: float = 0.5,
+                              thing_ids: Optional[Sequence[int]] = None) -> Tuple[torch.Tensor, List[Dict]]:
+    """detectron2's `combine_semantic_and_instance_outputs` (Panoptic FPN).
+
+    semantic: [H, W] integer class ids. masks: [K, H, W] probabilities or bool (boxes=None), or
+    [K, M, M] probabilities with boxes [K, 4]. scores [K], labels [K] (category ids >= 0).
+    Instances by decreasing score (ties: lower index first) until the first below
+    score_threshold; binary mask = prob >= 0.5; empty masks are skipped, and so is a mask whose
+    already-taken fraction exceeds overlap_threshold; otherwise its free pixels form a new thing
+    segment. Then every semantic class not in `thing_ids` (None: every class; detectron2 uses
+    [0], its "all things" class) whose free area is >= stuff_area_threshold (and > 0) becomes
+    a stuff segment, in ascending class order.
+    """
+    _loader.require_ops()
+    op = "panoptic_fusion_heuristic"
+    for name, t in (("semantic", semantic), ("masks", masks), ("scores", scores)):
+        _tensor(op, name, t)
+    if boxes is not None:
+        _tensor(op, "boxes", boxes)
+    if masks.dim() == 4 and masks.shape[1] == 1:  # [K, 1, M, M] as Mask R-CNN's head returns
+        masks = masks[:, 0]
+    labels = _labels(op, labels)
+    stuff_area = _number(op, "stuff_area_threshold", stuff_area_threshold, int)
+    panoptic, segments = torch.ops.fastseg.panoptic_fusion_heuristic.default(
+        semantic, masks, boxes, scores, labels, _number(op, "overlap_threshold", overlap_threshold), stuff_area,
+        _number(op, "score_threshold", score_threshold), _ids(op, "thing_ids", thing_ids or []))
+    return panoptic, segments_to_info(segments, scores)
+
+
+def panoptic_fusion_efficientps(semantic_logits: torch.Tensor, mask_logits: torch.Tensor, boxes: torch.Tensor,
+                                scores: torch.Tensor, labels: torch.Tensor, stuff_ids: Sequence[int],
+                                score_threshold: float = 0.5, overlap_threshold: float = 0.5,
+                                min_stuff_area: int = 2048,
+                                pasted: Optional[bool] = None) -> Tuple[torch.Tensor, List[Dict]]:
+    """The EfficientPS fusion (Mohan & Valada, IJCV 2021).
+
+    semantic_logits [Cs, H, W]; mask_logits [K, H, W] (pasted) or [K, M, M] (per box; `pasted`
+    None decides by shape, [K, H, W] meaning pasted), boxes [K, 4], scores [K], labels [K]
+    (semantic channels of the instances' classes), stuff_ids: the stuff channels.
+
+    Instances with score >= score_threshold, by decreasing score (ties: lower index first);
+    binary mask = sigmoid(logit) > 0.5 (i.e. logit > 0) on the pixels whose centre lies in the
+    box; an instance is dropped if its binary mask is empty or overlaps the union of the kept
+    ones by more than overlap_threshold of its area. For kept instance i, inside its box:
+    FL_i = (sigmoid(MLA_i) + sigmoid(MLB_i)) * (MLA_i + MLB_i), MLA = its pasted mask logits,
+    MLB = semantic_logits[labels[i]]; -inf outside. Per pixel the argmax over the stuff logits
+    (in stuff_ids order) followed by the FL_i (kept order), the lower channel winning ties, picks
+    that instance's segment or that stuff class; a pixel where every channel is -inf is void.
+    Segments: kept instances with pixels first, then stuff classes in stuff_ids order whose area
+    is >= min_stuff_area (smaller ones become void).
+    """
+    _loader.require_ops()
+    op = "panoptic_fusion_efficientps"
+    for name, t in (("semantic_logits", semantic_logits), ("mask_logits", mask_logits), ("boxes", boxes),
+                    ("scores", scores)):
+        _tensor(op, name, t)
+    if mask_logits.dim() == 4 and mask_logits.shape[1] == 1:
+        mask_logits = mask_logits[:, 0]
+    labels = _labels(op, labels)
+    if pasted is None:
+        pasted = (semantic_logits.dim() == 3 and mask_logits.dim() == 3
+                  and tuple(mask_logits.shape[1:]) == tuple(semantic_logits.shape[1:]))
+    panoptic, segments = torch.ops.fastseg.panoptic_fusion_efficientps.default(
+        semantic_logits, mask_logits, boxes, scores, labels, _ids(op, "stuff_ids", stuff_ids),
+        _number(op, "score_threshold", score_threshold), _number(op, "overlap_threshold", overlap_threshold),
+        _number(op, "min_stuff_area", min_stuff_area, int), bool(pasted))
+    return panoptic, segments_to_info(segments, scores)
+
+
+def _fake(semantic, *args):
+    h, w = semantic.shape[-2], semantic.shape[-1]
+    n = torch.library.get_ctx().new_dynamic_size()
+    return (semantic.new_empty((h, w), dtype=torch.int32), semantic.new_empty((n, 3), dtype=torch.long))
+
+
+if _loader.HAS_OPS:
+    torch.library.register_fake("fastseg::panoptic_fusion_heuristic")(_fake)
+    torch.library.register_fake("fastseg::panoptic_fusion_efficientps")(_fake)
