@@ -60,8 +60,11 @@ def _extension():
         sources += sorted(glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True))
         include_dirs += _pip_cuda_include_dirs()
         define_macros.append(("WITH_CUDA", None))
-        # No --use_fast_math: it would break bit-compatibility with the reference ops.
-        extra["nvcc"] = opt + ["-lineinfo"]
+        # No --use_fast_math: it would break bit-compatibility with the reference ops. -fmad=false:
+        # nvcc contracts a * b + c into one FMA (one rounding) where the CPU build rounds twice;
+        # the shared bodies must compute the same bits on both (paste coordinates at a 0.5
+        # threshold, argmax ties), so no contraction.
+        extra["nvcc"] = opt + ["-lineinfo", "-fmad=false"]
     return ext_cls(
         "fastseg._C",
         sources,

@@ -56,6 +56,9 @@ SCHEMAS = {
     "batched_nms": "fastseg::batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
     "paste_masks": "fastseg::paste_masks(Tensor masks, Tensor boxes, SymInt height, SymInt width, "
                    "float? threshold) -> Tensor",
+    "paste_masks_into": "fastseg::paste_masks_into(Tensor masks, Tensor boxes, float threshold, Tensor(a!) into) -> ()",
+    "paste_masks_in_image": "fastseg::paste_masks_in_image(Tensor masks, Tensor boxes, int padding, SymInt height, "
+                            "SymInt width) -> Tensor",
     "multi_scale_roi_align": "fastseg::multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, "
                              "float[] scales, SymInt pooled_height, SymInt pooled_width, int sampling_ratio) -> Tensor",
     "roi_align": "fastseg::roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
@@ -75,7 +78,8 @@ SCHEMAS = {
 #: autograd through a copy, see fastseg/ops/conv_transpose.py; NMS returns indices; pasted masks
 #: are thresholded images; panoptic fusion is inference-only: argmax and integer ids).
 DIFFERENTIABLE_OPS = tuple(n for n in SCHEMAS if n not in ("conv_transpose2d_crop_out", "nms", "batched_nms",
-                                                            "paste_masks", "panoptic_fusion_heuristic",
+                                                            "paste_masks", "paste_masks_into", "paste_masks_in_image",
+                                                            "panoptic_fusion_heuristic",
                                                             "panoptic_fusion_efficientps"))
 ALL_OPS = tuple(SCHEMAS)
 
@@ -134,7 +138,7 @@ def test_public_api():
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
     assert callable(fastseg.ops.bilinear_upsample_weight)
-    for fn in ("nms", "batched_nms", "roi_align", "paste_masks"):
+    for fn in ("nms", "batched_nms", "roi_align", "paste_masks", "paste_masks_in_image"):
         assert callable(getattr(fastseg.ops, fn)), fn
         assert callable(getattr(fastseg.reference, fn)), fn
     for fn in ("multi_scale_roi_align", "panoptic_fusion_heuristic", "panoptic_fusion_efficientps"):

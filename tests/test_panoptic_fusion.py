@@ -377,3 +377,38 @@ def test_bad_inputs(device):
     results = helpers.bad_case_results("panoptic-fusion", device)
     assert len(results) >= 500
     helpers.assert_no_bad_case_failures(results)
+
+
+def test_example_script(tmp_path):
+    """examples/panoptic_fusion.py (the README's picture) runs and both fusions score well."""
+    import subprocess
+    import sys
+    out = tmp_path / "pan.png"
+    res = subprocess.run([sys.executable, "examples/panoptic_fusion.py", "--out", str(out), "--size", "128", "256"],
+                         cwd=helpers.REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    pqs = [float(line.split("PQ ")[1].split()[0]) for line in res.stdout.splitlines() if " PQ " in line]
+    assert len(pqs) == 2 and all(0.5 < pq <= 1 for pq in pqs), res.stdout
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wrapper_arguments(device):
+    """Review regressions: thing_ids as a tensor / numpy array / generator, numpy scalars, and
+    tiny positive logits (sigmoid(l) > 0.5 is evaluated exactly, as l > 0)."""
+    import numpy as np
+    sem = torch.zeros(4, 4, dtype=torch.long, device=device)
+    masks = torch.zeros(0, 4, 4, device=device)
+    empty = (torch.zeros(0, device=device), torch.zeros(0, dtype=torch.long, device=device))
+    for tids in ([0], torch.tensor([0]), np.array([0]), (i for i in [0])):
+        _, info = fops.panoptic_fusion_heuristic(sem, masks, None, *empty, stuff_area_threshold=np.int64(1),
+                                                 overlap_threshold=np.float32(0.5), thing_ids=tids)
+        assert info == [], f"class 0 is a thing class here ({type(tids).__name__})"
+    d = torch.float64
+    sem_logits = torch.tensor([[[-5.0]], [[0.0]]], dtype=d, device=device)
+    tiny = torch.full((1, 1, 1), 1e-17, dtype=d, device=device)
+    args = (sem_logits, tiny, torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=d, device=device),
+            torch.tensor([0.9], dtype=d, device=device), torch.tensor([1], device=device), [0])
+    got = fops.panoptic_fusion_efficientps(*args, min_stuff_area=0)
+    exp = R.panoptic_fusion_efficientps(*[a.cpu() if isinstance(a, torch.Tensor) else a for a in args],
+                                        min_stuff_area=0)
+    assert got[1] == exp[1] and got[1][0]["isthing"]

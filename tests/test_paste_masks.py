@@ -77,11 +77,75 @@ def test_opcheck_compile(device):
     helpers.run_opcheck(torch.ops.fastseg.paste_masks.default, (masks, boxes, *size, 0.5),
                         test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
     helpers.check_compile(lambda m, b: fops.paste_masks(m, b, size, None), masks, boxes, check_grad=False)
+    into = torch.zeros(size, dtype=torch.int32, device=device)
+    helpers.run_opcheck(torch.ops.fastseg.paste_masks_into.default, (masks, boxes, 0.5, into),
+                        test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+    int_boxes = (boxes * 1.1).long()
+    helpers.run_opcheck(torch.ops.fastseg.paste_masks_in_image.default, (masks, int_boxes, 1, *size),
+                        test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+    helpers.check_compile(lambda m, b: fops.paste_masks_in_image(m, b, size), masks[:, None], boxes,
+                          check_grad=False)
+
+
+def test_into_forms(device):
+    """into=: occupancy (bool) and instance ids (lowest index wins) equal the [K, H, W] paste
+    reduced over K; pixels no mask covers keep their value; every into dtype; strided into."""
+    checked = 0
+    for seed in range(150):
+        dtype = (torch.float32, torch.float64, torch.float16, torch.bfloat16)[seed % 4]
+        masks, boxes, (h, w), thr = random_case(seed, dtype, device)
+        thr = 0.5 if thr is None else thr
+        full = fops.paste_masks(masks, boxes, (h, w), thr)
+        start = torch.randint(0, 2, (h, w), generator=torch_gen(seed), dtype=torch.bool).to(device)
+        occ = fops.paste_masks(masks, boxes, (h, w), thr, into=start.clone())
+        assert torch.equal(occ, start | full.any(0)), f"seed {seed}"
+        for id_dtype in (torch.uint8, torch.int16, torch.int32, torch.int64):
+            fill = torch.full((w, h), -1 if id_dtype != torch.uint8 else 200, dtype=id_dtype, device=device).t()
+            ids = fops.paste_masks(masks, boxes, (h, w), thr, into=fill)  # a transposed (strided) view
+            exp = torch.full((h, w), -1 if id_dtype != torch.uint8 else 200, dtype=id_dtype)
+            for k in reversed(range(masks.shape[0])):
+                exp[full[k].cpu()] = k + 1
+            assert ids is fill and torch.equal(ids.cpu(), exp), f"seed {seed} {id_dtype}"
+        checked += int(full.any())
+    assert checked > 50
+
+
+def test_paste_masks_in_image(device):
+    """The torchvision drop-in equals fastseg.reference.paste_masks_in_image (torchvision's
+    algorithm, written out) and, when importable, torchvision itself."""
+    ref = R.paste_masks_in_image
+    tv = None
+    if helpers.HAS_TORCHVISION:
+        from torchvision.models.detection.roi_heads import paste_masks_in_image as tv
+    compared_tv = 0
+    for seed in range(300):
+        rng, g = random.Random(seed), torch_gen(seed)
+        dtype = (torch.float32, torch.float64)[seed % 2]
+        K, M, pad = rng.choice((0, 1, 3, 7)), rng.choice((1, 2, 7, 28)), rng.choice((0, 1, 2))
+        H, W = rng.randint(1, 60), rng.randint(1, 60)
+        masks = torch.rand(K, 1, M, M, generator=g, dtype=dtype)
+        xy = torch.rand(K, 2, generator=g, dtype=dtype) * torch.tensor([W, H], dtype=dtype) * 1.3 - 8
+        boxes = torch.cat([xy, xy + torch.rand(K, 2, generator=g, dtype=dtype) * rng.choice((2, 30, 80))], 1)
+        if seed % 5 == 0:
+            masks = masks.transpose(2, 3).contiguous().transpose(2, 3)
+        got = fops.paste_masks_in_image(masks.to(device), boxes.to(device), (H, W), pad)
+        assert got.shape == (K, 1, H, W) and got.dtype == dtype
+        tol = dict(atol=4e-6, rtol=0) if dtype == torch.float32 else dict(atol=1e-12, rtol=0)
+        torch.testing.assert_close(got.cpu(), ref(masks, boxes, (H, W), pad), **tol, msg=f"seed {seed}")
+        if tv is not None:
+            try:
+                exp = tv(masks, boxes, (H, W), pad)
+            except RuntimeError:  # torchvision's shape mismatch for boxes outside the image
+                continue
+            torch.testing.assert_close(got.cpu(), exp, **tol, msg=f"seed {seed} vs torchvision")
+            compared_tv += 1
+    assert tv is None or compared_tv > 100
 
 
 def bad_cases(device="cpu"):
     m, b = torch.rand(2, 5, 5, device=device), torch.rand(2, 4, device=device) * 10
     op = torch.ops.fastseg.paste_masks.default
+    op_into = torch.ops.fastseg.paste_masks_into.default
     r = r"^fastseg\.paste_masks: ({})\b"
     return [
         BadCase("masks-rank", lambda: op(m[0], b, 8, 8, 0.5), r.format("masks")),
@@ -95,6 +159,25 @@ def bad_cases(device="cpu"):
         BadCase("api-size", lambda: fops.paste_masks(m, b, (8,)), r.format("image_size")),
         BadCase("api-threshold", lambda: fops.paste_masks(m, b, (8, 8), "0.5"), r.format("threshold")),
         BadCase("api-masks", lambda: fops.paste_masks(m.tolist(), b, (8, 8)), r.format("masks")),
+        BadCase("into-shape", lambda: fops.paste_masks(m, b, (8, 8), into=torch.zeros(8, 9, dtype=torch.bool)),
+                r.format("into")),
+        BadCase("into-dtype", lambda: fops.paste_masks(m, b, (8, 8), into=torch.zeros(8, 8)), r.format("into")),
+        BadCase("into-no-threshold", lambda: fops.paste_masks(m, b, (8, 8), None, into=torch.zeros(8, 8, dtype=torch.int32)),
+                r.format("into")),
+        BadCase("into-expanded", lambda: fops.paste_masks(m, b, (8, 8), into=torch.zeros(1, 8, dtype=torch.int32).expand(8, 8)),
+                r.format("into")),
+        BadCase("into-rank", lambda: op_into(m, b, 0.5, torch.zeros(1, 8, 8, dtype=torch.bool, device=device)),
+                r.format("into")),
+        BadCase("into-uint8-too-many", lambda: op_into(m[:1].expand(300, 5, 5), b[:1].expand(300, 4), 0.5,
+                                                       torch.zeros(8, 8, dtype=torch.uint8, device=device)),
+                r.format("into")),
+        BadCase("in-image-masks", lambda: fops.paste_masks_in_image(m, b, (8, 8)), r"^fastseg\.paste_masks_in_image: masks"),
+        BadCase("in-image-boxes", lambda: fops.paste_masks_in_image(m[:, None], b.long(), (8, 8)),
+                r"^fastseg\.paste_masks_in_image: boxes"),
+        BadCase("in-image-padding", lambda: fops.paste_masks_in_image(m[:, None], b, (8, 8), -1),
+                r"^fastseg\.paste_masks_in_image: padding"),
+        BadCase("in-image-count", lambda: fops.paste_masks_in_image(m[:, None], b[:1], (8, 8)),
+                r"^fastseg\.paste_masks_in_image: boxes"),
     ]
 
 
@@ -103,5 +186,5 @@ helpers.register_bad_cases("paste-masks-named", "test_paste_masks:bad_cases")
 
 def test_bad_inputs(device):
     results = helpers.bad_case_results("paste-masks-named", device)
-    assert len(results) >= 11
+    assert len(results) >= 20
     helpers.assert_no_bad_case_failures(results)

@@ -41,14 +41,14 @@ def synthetic_scene(height: int, width: int, num_instances: int, mask_size: int 
                                               mask_logits=mask_logits, scores=scores, labels=labels).items()}
 
 
-def _setup(pasted: bool, logits: bool):
+def _setup(pasted: bool, logits: bool, binary: bool = False):
     def setup(device: torch.device, size: str) -> State:
         h, w, k = (1024, 2048, 100) if size == "full" else (512, 1024, 30) if size == "quick" else (64, 128, 8)
         sc = synthetic_scene(h, w, k, device=device)
         import fastseg.ops
         masks = sc["mask_logits"] if logits else sc["mask_logits"].sigmoid()
         if pasted:
-            masks = fastseg.ops.paste_masks(masks, sc["boxes"], (h, w), threshold=None)
+            masks = fastseg.ops.paste_masks(masks, sc["boxes"], (h, w), threshold=0.5 if binary else None)
         shapes = {"image": [h, w], "masks": list(masks.shape), "semantic classes": NUM_CLASSES}
         return State(masks=masks, pasted=pasted, hw=(h, w), shapes=shapes, notes={}, **sc)
     return setup
@@ -56,7 +56,7 @@ def _setup(pasted: bool, logits: bool):
 
 def _bytes(state: State, mode: str, variant: str) -> int:
     h, w = state.hw
-    return state.semantic.numel() * 8 + state.masks.numel() * 4 + h * w * 4
+    return state.semantic.numel() * 8 + state.masks.numel() * state.masks.element_size() + h * w * 4
 
 
 def _bytes_logits(state: State, mode: str, variant: str) -> int:
@@ -93,18 +93,23 @@ def _efficientps_reference(s: State):
                                          **EFFICIENTPS)[0]
 
 
-for _pasted in (True, False):
-    _form = "pasted" if _pasted else "per_box"
-    _what = "pasted [K,H,W] masks" if _pasted else "per-box 28x28 masks pasted on the fly (reference: pastes first)"
+for _form, _pasted, _binary, _what in (
+        ("pasted", True, True, "pasted bool [K,H,W] masks (what detectron2 passes)"),
+        ("pasted_prob", True, False, "pasted float [K,H,W] probabilities"),
+        ("per_box", False, False, "per-box 28x28 probabilities pasted on the fly (reference: pastes first)")):
     register(Case(
         f"cityscapes_heuristic_{_form}", FAMILY,
         f"Panoptic FPN heuristic, 1024x2048, 100 instances, {_what}; baseline the reference loop",
-        _setup(_pasted, logits=False),
+        _setup(_pasted, logits=False, binary=_binary),
         [Variant("fastseg", _heuristic_fastseg, kind="fastseg", modes=("fwd",),
                  description="fastseg.ops.panoptic_fusion_heuristic"),
          Variant("reference", _heuristic_reference, modes=("fwd",),
                  description="fastseg.reference.panoptic_fusion_heuristic (detectron2's loop)")],
         _bytes, modes=("fwd",), atol=0, rtol=0, min_repeats=5))
+
+for _pasted in (True, False):
+    _form = "pasted" if _pasted else "per_box"
+    _what = "pasted [K,H,W] mask logits" if _pasted else "per-box 28x28 logits pasted on the fly (reference: pastes first)"
     register(Case(
         f"cityscapes_efficientps_{_form}", FAMILY,
         f"EfficientPS fusion, 1024x2048, 19 classes, 100 instances, {_what}; baseline the reference loop",

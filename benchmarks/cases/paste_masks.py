@@ -54,3 +54,32 @@ register(Case("maskrcnn_paste_masks", FAMILY,
                                    "differently (expanded mask, integer box, F.interpolate); tests check fastseg "
                                    "against detectron2's grid_sample paste")],
               _bytes, modes=("fwd",)))
+
+
+def _fastseg_in_image(s: State):
+    import fastseg.ops
+    return fastseg.ops.paste_masks_in_image(s.masks, s.boxes, s.hw)
+
+
+def _torchvision_in_image(s: State):
+    try:
+        from torchvision.models.detection.roi_heads import paste_masks_in_image
+    except Exception:  # no torchvision: its algorithm written out
+        from fastseg.reference import paste_masks_in_image
+    return paste_masks_in_image(s.masks, s.boxes, s.hw)
+
+
+def _bytes_in_image(state: State, mode: str, variant: str) -> int:
+    k = state.masks.shape[0]
+    return state.masks.numel() * 4 + k * 16 + k * state.hw[0] * state.hw[1] * 4
+
+
+register(Case("maskrcnn_paste_masks_in_image", FAMILY,
+              "torchvision drop-in: paste_masks_in_image, 100 masks 28x28 into 1024x2048, float [K,1,H,W] "
+              "(same algorithm: padded mask, integer box, bilinear resize); baseline torchvision",
+              _setup(100, 28, (1024, 2048)),
+              [Variant("fastseg", _fastseg_in_image, kind="fastseg", modes=("fwd",),
+                       description="fastseg.ops.paste_masks_in_image"),
+               Variant("torchvision", _torchvision_in_image, modes=("fwd",),
+                       description="torchvision.models.detection.roi_heads.paste_masks_in_image")],
+              _bytes_in_image, modes=("fwd",), atol=4e-6, rtol=0))

@@ -14,5 +14,5 @@ from .conv_transpose import (  # noqa: F401
 )
 from .nms import batched_nms, nms  # noqa: F401
 from .roi_align import multi_scale_roi_align, roi_align  # noqa: F401
-from .paste_masks import paste_masks  # noqa: F401
+from .paste_masks import paste_masks, paste_masks_in_image  # noqa: F401
 from .panoptic import panoptic_fusion_efficientps, panoptic_fusion_heuristic  # noqa: F401

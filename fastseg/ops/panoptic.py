@@ -16,6 +16,7 @@ data, so the ops are not traceable as a whole; the tensor-only parts are
 `torch.ops.fastseg.panoptic_fusion_heuristic` / `panoptic_fusion_efficientps`, which return
 `(panoptic, segments[S, 3] int64 = (instance index or -1 for stuff, category id, area))`.
 """
+import numbers
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -34,7 +35,7 @@ def _tensor(op: str, name: str, t) -> torch.Tensor:
 def _number(op: str, name: str, v, kind=float):
     if isinstance(v, torch.Tensor) and v.numel() == 1:
         v = v.item()
-    if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real if kind is float else numbers.Integral):
         raise TypeError(f"fastseg.{op}: {name} must be {'a float' if kind is float else 'an int'}, got {v!r}")
     if kind is float and v != v:
         raise ValueError(f"fastseg.{op}: {name} must not be NaN")
@@ -45,9 +46,10 @@ def _ids(op: str, name: str, ids) -> List[int]:
     if isinstance(ids, torch.Tensor):
         ids = ids.flatten().tolist()
     try:
-        out = [int(i) for i in ids if not isinstance(i, bool) and int(i) == i]
-        ok = len(out) == len(list(ids))
-    except (TypeError, ValueError):
+        ids = list(ids)  # also numpy arrays and generators (iterated once)
+        ok = all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in ids)
+        out = [int(i) for i in ids] if ok else []
+    except TypeError:
         ok = False
     if not ok:
         raise TypeError(f"fastseg.{op}: {name} must be a sequence of ints, got {ids!r}")
@@ -81,7 +83,7 @@ def panoptic_fusion_heuristic(semantic: torch.Tensor, masks: torch.Tensor, boxes
     """detectron2's `combine_semantic_and_instance_outputs` (Panoptic FPN).
 
     semantic: [H, W] integer class ids. masks: [K, H, W] probabilities or bool (boxes=None), or
-    [K, M, M] probabilities with boxes [K, 4]. scores [K], labels [K] (category ids >= 0).
+    [K, M, M] probabilities with boxes [K, 4] (boxes given always means per-box masks). scores [K], labels [K] (category ids >= 0).
     Instances by decreasing score (ties: lower index first) until the first below
     score_threshold; binary mask = prob >= 0.5; empty masks are skipped, and so is a mask whose
     already-taken fraction exceeds overlap_threshold; otherwise its free pixels form a new thing
@@ -101,7 +103,7 @@ def panoptic_fusion_heuristic(semantic: torch.Tensor, masks: torch.Tensor, boxes
     stuff_area = _number(op, "stuff_area_threshold", stuff_area_threshold, int)
     panoptic, segments = torch.ops.fastseg.panoptic_fusion_heuristic.default(
         semantic, masks, boxes, scores, labels, _number(op, "overlap_threshold", overlap_threshold), stuff_area,
-        _number(op, "score_threshold", score_threshold), _ids(op, "thing_ids", thing_ids or []))
+        _number(op, "score_threshold", score_threshold), _ids(op, "thing_ids", [] if thing_ids is None else thing_ids))
     return panoptic, segments_to_info(segments, scores)
 
 
@@ -117,8 +119,8 @@ def panoptic_fusion_efficientps(semantic_logits: torch.Tensor, mask_logits: torc
     (semantic channels of the instances' classes), stuff_ids: the stuff channels.
 
     Instances with score >= score_threshold, by decreasing score (ties: lower index first);
-    binary mask = sigmoid(logit) > 0.5 (i.e. logit > 0) on the pixels whose centre lies in the
-    box; an instance is dropped if its binary mask is empty or overlaps the union of the kept
+    binary mask = sigmoid(logit) > 0.5 on the pixels whose centre lies in the box, evaluated
+    exactly as logit > 0 (a rounded float sigmoid would call logits below ~3e-8 "0.5"); an instance is dropped if its binary mask is empty or overlaps the union of the kept
     ones by more than overlap_threshold of its area. For kept instance i, inside its box:
     FL_i = (sigmoid(MLA_i) + sigmoid(MLB_i)) * (MLA_i + MLB_i), MLA = its pasted mask logits,
     MLB = semantic_logits[labels[i]]; -inf outside. Per pixel the argmax over the stuff logits

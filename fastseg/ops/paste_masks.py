@@ -6,6 +6,20 @@ zeros outside the mask: F.grid_sample with align_corners=False). Returns bool [K
 (value >= threshold) or, with threshold=None, the values in the masks' dtype. Only the pixels
 whose sample can be non-zero (the box widened by half a mask cell) are computed; no K x H x W
 float temporary exists. Not differentiable. Kernels in csrc/ops/paste_masks/.
+
+`into=`: instead of [K, H, W], all masks are written into one [H, W] map: bool `into` becomes an
+occupancy map (pixels covered by any mask set to True), an integer `into` an instance-id map
+(covered pixels get k + 1 of the lowest-index mask covering them: with masks sorted by score the
+best one wins). Pixels no mask covers keep their value, so a map can be filled incrementally.
+
+`paste_masks_in_image(masks[K,1,M,M], boxes, img_shape, padding=1)` is a drop-in for
+torchvision's `roi_heads.paste_masks_in_image`: the mask zero-padded by `padding`, the box scaled
+to match and truncated to integers, then `F.interpolate(bilinear)` to the box and a copy of the
+part inside the image, all in one kernel. Values equal torchvision's within float rounding
+(<= 4e-6 in float32: ATen's interpolation sums in another order; the tests compare with
+torchvision). One difference: torchvision raises (a shape mismatch) for a box whose integer
+corner lies outside the image on the far side or wholly before it; here such a box pastes
+nothing (the part of it inside the image, i.e. none).
 """
 from typing import Optional, Sequence
 
@@ -14,11 +28,11 @@ import torch
 from .. import _loader
 from ._utils import pair
 
-__all__ = ["paste_masks"]
+__all__ = ["paste_masks", "paste_masks_in_image"]
 
 
 def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int],
-                threshold: Optional[float] = 0.5) -> torch.Tensor:
+                threshold: Optional[float] = 0.5, into: Optional[torch.Tensor] = None) -> torch.Tensor:
     _loader.require_ops()
     op = "paste_masks"
     for name, t in (("masks", masks), ("boxes", boxes)):
@@ -31,7 +45,50 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[i
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
             raise TypeError(f"fastseg.{op}: threshold must be a float or None, got {type(threshold).__name__}")
         threshold = float(threshold)
+    if into is not None:
+        if not isinstance(into, torch.Tensor):
+            raise TypeError(f"fastseg.{op}: into must be a Tensor, got {type(into).__name__}")
+        if threshold is None:
+            raise ValueError(f"fastseg.{op}: into= needs a threshold (it writes covered pixels), got None")
+        if tuple(into.shape) != (h, w):
+            raise ValueError(f"fastseg.{op}: into must have shape image_size {(h, w)}, got {tuple(into.shape)}")
+        torch.ops.fastseg.paste_masks_into.default(masks, boxes, threshold, into)
+        return into
     return torch.ops.fastseg.paste_masks.default(masks, boxes, h, w, threshold)
+
+
+def expand_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
+    """torchvision's roi_heads.expand_boxes: boxes scaled by `scale` about their centres."""
+    w_half = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
+    h_half = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
+    x_c = (boxes[:, 2] + boxes[:, 0]) * 0.5
+    y_c = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    return torch.stack([x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half], dim=1)
+
+
+def paste_masks_in_image(masks: torch.Tensor, boxes: torch.Tensor, img_shape: Sequence[int],
+                         padding: int = 1) -> torch.Tensor:
+    """Drop-in for `torchvision.models.detection.roi_heads.paste_masks_in_image`: float
+    [K, 1, H, W] in the masks' dtype."""
+    _loader.require_ops()
+    op = "paste_masks_in_image"
+    for name, t in (("masks", masks), ("boxes", boxes)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"fastseg.{op}: {name} must be a Tensor, got {type(t).__name__}")
+    if masks.dim() != 4 or masks.shape[1] != 1:
+        raise ValueError(f"fastseg.{op}: masks must be [K, 1, M, M], got shape {tuple(masks.shape)}")
+    if boxes.dim() != 2 or boxes.shape[1] != 4 or not boxes.is_floating_point():
+        raise ValueError(f"fastseg.{op}: boxes must be a float [K, 4] tensor, got {tuple(boxes.shape)} {boxes.dtype}")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"fastseg.{op}: padding must be an int >= 0, got {padding!r}")
+    h, w = pair(tuple(img_shape), op, "img_shape", minimum=0)
+    m = masks.shape[-1]
+    if m == 0:
+        raise ValueError(f"fastseg.{op}: masks must have non-empty [M, M] planes, got shape {tuple(masks.shape)}")
+    # torchvision: expand_masks (scale from the last dim) then boxes.to(int64), i.e. truncation.
+    int_boxes = expand_boxes(boxes, float(m + 2 * padding) / m).to(torch.int64)
+    out = torch.ops.fastseg.paste_masks_in_image.default(masks[:, 0], int_boxes, padding, h, w)
+    return out[:, None]
 
 
 def _fake(masks, boxes, height, width, threshold):
@@ -40,5 +97,12 @@ def _fake(masks, boxes, height, width, threshold):
     return masks.new_empty((masks.shape[0], height, width), dtype=dtype)
 
 
+def _fake_in_image(masks, boxes, padding, height, width):
+    torch._check(masks.dim() == 3, lambda: f"fastseg.paste_masks_in_image: masks must be 3-D, got {masks.dim()}-D")
+    return masks.new_empty((masks.shape[0], height, width))
+
+
 if _loader.HAS_OPS:
     torch.library.register_fake("fastseg::paste_masks")(_fake)
+    torch.library.register_fake("fastseg::paste_masks_in_image")(_fake_in_image)
+    torch.library.register_fake("fastseg::paste_masks_into")(lambda masks, boxes, threshold, into: None)

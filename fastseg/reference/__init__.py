@@ -10,6 +10,6 @@ from .unpool import (  # noqa: F401
 from .conv_transpose import conv_transpose2d_crop, conv_transpose2d_crop_cat  # noqa: F401
 from .nms import batched_nms, nms  # noqa: F401
 from .roi_align import multi_scale_roi_align, roi_align  # noqa: F401
-from .paste_masks import paste_masks  # noqa: F401
+from .paste_masks import paste_masks, paste_masks_in_image  # noqa: F401
 from .panoptic_fusion import panoptic_fusion_efficientps, panoptic_fusion_heuristic  # noqa: F401
 from .panoptic_quality import pq_compute_single, pq_from_stats  # noqa: F401

@@ -95,7 +95,8 @@ def panoptic_fusion_efficientps(semantic_logits: torch.Tensor, mask_logits: torc
         if float(scores[k]) < score_threshold:
             break
         inside = box_pixels(boxes[k], height, width, dt)
-        mask = inside & (torch.sigmoid(logits[k]) > 0.5)
+        # sigmoid(l) > 0.5 is l > 0; written so, it does not depend on how the sigmoid rounds.
+        mask = inside & (logits[k] > 0)
         area = int(mask.sum())
         if area == 0 or int((mask & union).sum()) / area > overlap_threshold:
             continue

@@ -72,15 +72,16 @@ struct PastedMask {
   const scalar_t* m;
   Strides4 s;
   C10_HOST_DEVICE T value(int64_t k, int64_t y, int64_t x) const { return T(m[k * s.n + y * s.h + x * s.w]); }
-  C10_HOST_DEVICE bool operator()(int64_t k, int64_t y, int64_t x) const {
+  C10_HOST_DEVICE static bool test(scalar_t v) {
     if constexpr (std::is_same_v<scalar_t, bool>) {
-      return m[k * s.n + y * s.h + x * s.w];
+      return v;
     } else if constexpr (kLogits) {
-      return value(k, y, x) > T(0);
+      return T(v) > T(0);
     } else {
-      return value(k, y, x) >= T(0.5);
+      return T(v) >= T(0.5);
     }
   }
+  C10_HOST_DEVICE bool operator()(int64_t k, int64_t y, int64_t x) const { return test(m[k * s.n + y * s.h + x * s.w]); }
 };
 
 // [K, Mh, Mw] per-box masks, pasted into boxes [K, 4] (opmath, contiguous) on the fly.
@@ -136,10 +137,12 @@ struct Claim {
   }
 };
 
-// Row extents of pasted masks, to bound each instance's Region: for element (k, y) of a
+// Row extents of pasted masks (Mask = PastedMask), to bound each instance's Region: for element (k, y) of a
 // [1, K, H, 1] walk, extents[k, y] = (first, last + 1) of the row's mask pixels, (W, 0) if none.
 template <typename Mask>
 struct RowExtent {
+  static constexpr bool kRowKernel = true;
+  static constexpr int64_t kChunk = 64;
   Mask mask;
   int64_t* extents;  // [K, H, 2]
   int64_t height, width;
@@ -155,6 +158,42 @@ struct RowExtent {
     }
     extents[2 * (k * height + y)] = first;
     extents[2 * (k * height + y) + 1] = last;
+  }
+
+  // CPU form (this pass reads all K x H x W mask values, so it is the memory-bound part of the
+  // pasted heuristic): branch-free chunks of 64 pixels that the compiler vectorises, from the
+  // left until the first mask pixel, then from the right until the last.
+  bool any_in(int64_t k, int64_t y, int64_t x0, int64_t x1) const {
+    bool any = false;
+    if (mask.s.w == 1) {  // contiguous rows: a plain pointer loop
+      const auto* r = mask.m + k * mask.s.n + y * mask.s.h;
+      for (int64_t x = x0; x < x1; ++x) any |= Mask::test(r[x]);
+    } else {
+      for (int64_t x = x0; x < x1; ++x) any |= mask(k, y, x);
+    }
+    return any;
+  }
+  int64_t run_row(int64_t, int64_t, int64_t k, int64_t y, Axis, const Axis*, void*) const {
+    int64_t first = width, last = 0;
+    for (int64_t c = 0; c < width; c += kChunk) {
+      const int64_t e = c + kChunk < width ? c + kChunk : width;
+      if (!any_in(k, y, c, e)) continue;
+      for (first = c; !mask(k, y, first); ++first) {
+      }
+      break;
+    }
+    if (first < width) {
+      for (int64_t e = width; e > first; e -= kChunk) {
+        const int64_t c = e - kChunk > first ? e - kChunk : first;
+        if (!any_in(k, y, c, e)) continue;
+        for (last = e; !mask(k, y, last - 1); --last) {
+        }
+        break;
+      }
+    }
+    extents[2 * (k * height + y)] = first;
+    extents[2 * (k * height + y) + 1] = last;
+    return 0;
   }
 };
 

@@ -6,6 +6,8 @@
 
 TORCH_LIBRARY_FRAGMENT(fastseg, m) {
   m.def("paste_masks(Tensor masks, Tensor boxes, SymInt height, SymInt width, float? threshold) -> Tensor");
+  m.def("paste_masks_into(Tensor masks, Tensor boxes, float threshold, Tensor(a!) into) -> ()");
+  m.def("paste_masks_in_image(Tensor masks, Tensor boxes, int padding, SymInt height, SymInt width) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fastseg, CPU, m) {
