@@ -161,24 +161,16 @@ def check_efficientps(s, dtype, device, desc):
     return exp
 
 
+@pytest.mark.parametrize("fusion", ("heuristic", "efficientps"))
 @pytest.mark.parametrize("dtype", FLOATS, ids=helpers.dtype_id)
-def test_heuristic_fuzz(device, dtype):
+def test_fuzz(device, dtype, fusion):
+    check = check_heuristic if fusion == "heuristic" else check_efficientps
     n_segments = 0
     for seed in range(SCENES):
         s = random_scene(seed)
-        exp = check_heuristic(s, dtype, device, f"seed {seed} {dtype} K={s['K']} {s['H']}x{s['W']}")
+        exp = check(s, dtype, device, f"seed {seed} {dtype} K={s['K']} {s['H']}x{s['W']}")
         n_segments += len(exp[1])
     assert n_segments > SCENES  # the scenes do make segments
-
-
-@pytest.mark.parametrize("dtype", FLOATS, ids=helpers.dtype_id)
-def test_efficientps_fuzz(device, dtype):
-    n_segments = 0
-    for seed in range(SCENES):
-        s = random_scene(seed)
-        exp = check_efficientps(s, dtype, device, f"seed {seed} {dtype} K={s['K']} {s['H']}x{s['W']}")
-        n_segments += len(exp[1])
-    assert n_segments > SCENES
 
 
 @pytest.mark.parametrize("form", helpers.KERNEL_FORMS)
@@ -323,6 +315,10 @@ def _heuristic_bad(rng, device):
         ("stuff-area-float", lambda: f(sem, pasted, None, scores, labels, stuff_area_threshold=1.5),
          "stuff_area_threshold"),
         ("thing-ids", lambda: f(sem, pasted, None, scores, labels, thing_ids=["a"]), "thing_ids"),
+        ("raw-overlap-nan", lambda: torch.ops.fastseg.panoptic_fusion_heuristic.default(
+            sem, pasted, None, scores, labels, float("nan"), 1, 0.5, []), "overlap_threshold"),
+        ("raw-score-nan", lambda: torch.ops.fastseg.panoptic_fusion_heuristic.default(
+            sem, pasted, None, scores, labels, 0.5, 1, float("nan"), []), "score_threshold"),
         ("masks-list", lambda: f(sem, pasted.tolist(), None, scores, labels), "masks"),
     ]
     return [BadCase(name, fn, r.format(arg)) for name, fn, arg in cases]

@@ -136,8 +136,10 @@ std::vector<Region> mask_regions(const Mask& mask, int64_t K, int64_t H, int64_t
   return out;
 }
 
-inline void check_image(const char* op, int64_t H, int64_t W) {
+inline void check_image(const char* op, int64_t H, int64_t W, double score_threshold, double overlap_threshold) {
   TORCH_CHECK(H * W < (int64_t(1) << 31), "fastseg.", op, ": images of at most 2^31 - 1 pixels, got ", H, "x", W);
+  TORCH_CHECK(!std::isnan(score_threshold), "fastseg.", op, ": score_threshold must not be NaN");
+  TORCH_CHECK(!std::isnan(overlap_threshold), "fastseg.", op, ": overlap_threshold must not be NaN");
 }
 
 // ---- Panoptic FPN heuristic (detectron2's combine_semantic_and_instance_outputs) -----------
@@ -154,7 +156,7 @@ std::tuple<at::Tensor, at::Tensor> heuristic(const at::Tensor& semantic_in, cons
               ": semantic must be an integer tensor of class ids, got ", semantic_in.scalar_type());
   check_instances(op, semantic_in, masks, "masks", boxes, scores, labels, /*masks_may_be_bool=*/!boxes.has_value());
   const int64_t H = semantic_in.size(0), W = semantic_in.size(1), K = masks.size(0);
-  check_image(op, H, W);
+  check_image(op, H, W, score_threshold, overlap_threshold);
   if (!boxes.has_value()) {
     TORCH_CHECK(masks.size(1) == H && masks.size(2) == W, "fastseg.", op, ": pasted masks must be [K, ", H, ", ", W,
                 "] like semantic, got ", masks.sizes(), " (pass boxes for per-box masks)");
@@ -246,7 +248,7 @@ std::tuple<at::Tensor, at::Tensor> efficientps(const at::Tensor& sem, const at::
               ": mask_logits must have the dtype of semantic_logits (", sem.scalar_type(), "), got ",
               masks.scalar_type());
   const int64_t Cs = sem.size(0), H = sem.size(1), W = sem.size(2), K = masks.size(0);
-  check_image(op, H, W);
+  check_image(op, H, W, score_threshold, overlap_threshold);
   if (pasted) {
     TORCH_CHECK(masks.size(1) == H && masks.size(2) == W, "fastseg.", op, ": pasted mask_logits must be [K, ", H,
                 ", ", W, "] like semantic_logits, got ", masks.sizes());
