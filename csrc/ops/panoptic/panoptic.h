@@ -137,18 +137,21 @@ struct Claim {
   }
 };
 
-// Row extents of pasted masks (Mask = PastedMask), to bound each instance's Region: for element (k, y) of a
-// [1, K, H, 1] walk, extents[k, y] = (first, last + 1) of the row's mask pixels, (W, 0) if none.
+// Row extents of pasted masks (Mask = PastedMask), to bound each instance's Region: for element
+// (i, y) of a [1, n, H, 1] walk over the instances k = instances[i], extents[i, y] = (first,
+// last + 1) of the row's mask pixels, (W, 0) if none.
 template <typename Mask>
 struct RowExtent {
   static constexpr bool kRowKernel = true;
   static constexpr int64_t kChunk = 64;
   Mask mask;
-  int64_t* extents;  // [K, H, 2]
+  const int64_t* instances;  // [n]
+  int64_t* extents;          // [n, H, 2]
   int64_t height, width;
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
-  C10_HOST_DEVICE void operator()(int64_t, int64_t, int64_t k, int64_t y, int64_t, Axis, Axis) const {
+  C10_HOST_DEVICE void operator()(int64_t, int64_t, int64_t i, int64_t y, int64_t, Axis, Axis) const {
+    const int64_t k = instances[i];
     int64_t first = width, last = 0;
     for (int64_t x = 0; x < width; ++x) {
       if (mask(k, y, x)) {
@@ -156,8 +159,8 @@ struct RowExtent {
         last = x + 1;
       }
     }
-    extents[2 * (k * height + y)] = first;
-    extents[2 * (k * height + y) + 1] = last;
+    extents[2 * (i * height + y)] = first;
+    extents[2 * (i * height + y) + 1] = last;
   }
 
   // CPU form (this pass reads all K x H x W mask values, so it is the memory-bound part of the
@@ -173,7 +176,8 @@ struct RowExtent {
     }
     return any;
   }
-  int64_t run_row(int64_t, int64_t, int64_t k, int64_t y, Axis, const Axis*, void*) const {
+  int64_t run_row(int64_t, int64_t, int64_t i, int64_t y, Axis, const Axis*, void*) const {
+    const int64_t k = instances[i];
     int64_t first = width, last = 0;
     for (int64_t c = 0; c < width; c += kChunk) {
       const int64_t e = c + kChunk < width ? c + kChunk : width;
@@ -191,8 +195,8 @@ struct RowExtent {
         break;
       }
     }
-    extents[2 * (k * height + y)] = first;
-    extents[2 * (k * height + y) + 1] = last;
+    extents[2 * (i * height + y)] = first;
+    extents[2 * (i * height + y) + 1] = last;
     return 0;
   }
 };

@@ -116,22 +116,27 @@ std::vector<Region> box_regions(const at::Tensor& boxes_h, int64_t mh, int64_t m
   return out;
 }
 
-// Bounding rectangles of pasted masks (one parallel pass over all of them).
+// Bounding rectangles of the candidates' pasted masks (one parallel pass over all of them; the
+// masks of the instances under the score threshold are never read).
 template <typename Backend, typename Mask>
-std::vector<Region> mask_regions(const Mask& mask, int64_t K, int64_t H, int64_t W, const at::Tensor& like) {
-  auto ext = at::empty({K, H, 2}, like.options().dtype(at::kLong));
-  Backend::for_each_4d(Shape4{1, K, H, 1, false}, RowExtent<Mask>{mask, ext.mutable_data_ptr<int64_t>(), H, W});
+std::vector<Region> mask_regions(const Mask& mask, const std::vector<int64_t>& cand, int64_t K, int64_t H, int64_t W,
+                                 const at::Tensor& like) {
+  const int64_t n = int64_t(cand.size());
+  const auto instances = at::tensor(c10::ArrayRef<int64_t>(cand), at::kLong).to(like.device());
+  auto ext = at::empty({n, H, 2}, like.options().dtype(at::kLong));
+  Backend::for_each_4d(Shape4{1, n, H, 1, false}, RowExtent<Mask>{mask, instances.const_data_ptr<int64_t>(),
+                                                                  ext.mutable_data_ptr<int64_t>(), H, W});
   ext = ext.cpu();
   const int64_t* e = ext.const_data_ptr<int64_t>();
   std::vector<Region> out(K, Region{0, 0, 0, 0});
-  for (int64_t k = 0; k < K; ++k) {
+  for (int64_t i = 0; i < n; ++i) {
     Region r{H, 0, W, 0};
     for (int64_t y = 0; y < H; ++y, e += 2) {
       if (e[1] <= e[0]) continue;
       r.y0 = std::min(r.y0, y), r.y1 = y + 1;
       r.x0 = std::min(r.x0, e[0]), r.x1 = std::max(r.x1, e[1]);
     }
-    if (!r.empty()) out[k] = r;
+    if (!r.empty()) out[cand[i]] = r;
   }
   return out;
 }
@@ -193,7 +198,7 @@ std::tuple<at::Tensor, at::Tensor> heuristic(const at::Tensor& semantic_in, cons
     AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, masks.scalar_type(), "heuristic", [&] {
       if (!boxes.has_value()) {
         const PastedMask<scalar_t, false> mask{masks.const_data_ptr<scalar_t>(), ms};
-        step(mask, mask_regions<Backend>(mask, K, H, W, masks));
+        step(mask, mask_regions<Backend>(mask, cand, K, H, W, masks));
       } else if constexpr (!std::is_same_v<scalar_t, bool>) {
         using T = at::opmath_type<scalar_t>;
         const auto b = boxes->to(c10::CppTypeToScalarType<T>::value).contiguous();
