@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/OpMathType.h>
@@ -199,6 +201,60 @@ struct BackwardPlane {
         }
       }
     }
+  }
+};
+
+// *p += v atomically, for the scatter backward: atomicAdd on the GPU; on the CPU (where only the
+// tests run this body, to check the code the GPU runs) a compare-and-swap loop on the bits
+// (std::atomic_ref would need C++20; torch 2.11's extensions build as C++17).
+template <typename T>
+C10_HOST_DEVICE inline void atomic_add(T* p, T v) {
+#if defined(__CUDA_ARCH__)
+  atomicAdd(p, v);
+#else
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  static_assert(sizeof(T) == sizeof(Bits), "atomic_add: float or double");
+  Bits* addr = reinterpret_cast<Bits*>(p);
+  Bits old = __atomic_load_n(addr, __ATOMIC_RELAXED);
+  for (;;) {
+    T cur;
+    std::memcpy(&cur, &old, sizeof(T));
+    const T next = cur + v;
+    Bits want;
+    std::memcpy(&want, &next, sizeof(T));
+    if (__atomic_compare_exchange_n(addr, &old, want, /*weak=*/true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return;
+  }
+#endif
+}
+
+// Backward for one element (k, c, ph, pw) of grad: scatters it into its bin's samples with
+// atomic adds, like torchvision's CUDA kernel. One thread per grad element (K*C*ph*pw of them,
+// where BackwardPlane has only N*C), but the order of the adds varies from run to run, so the
+// result is not bit-reproducible: used on CUDA unless deterministic algorithms are requested.
+template <typename scalar_t>
+struct BackwardScatter {
+  using T = at::opmath_type<scalar_t>;
+  const scalar_t* grad;  // [K, C, ph, pw]
+  const T* rois;
+  T* grad_input;         // [N, C, H, W] contiguous, opmath, zero on entry
+  Strides4 gs;
+  int64_t channels, height, width, pooled_h, pooled_w, sampling_ratio;
+  T spatial_scale;
+  bool aligned;
+
+  C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
+  C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
+
+  C10_HOST_DEVICE void operator()(int64_t, int64_t k, int64_t c, int64_t ph, int64_t pw, Axis, Axis) const {
+    const RoiGeometry<T> g = roi_geometry(rois + k * 5, spatial_scale, aligned, pooled_h, pooled_w, sampling_ratio);
+    const T gv = T(grad[k * gs.n + c * gs.c + ph * gs.h + pw * gs.w]) / g.count;
+    T* dst = grad_input + (g.batch * channels + c) * height * width;
+    for_each_sample(g, ph, pw, height, width, [&](const AxisSample<T>& ys, const AxisSample<T>& xs) {
+      atomic_add(dst + ys.lo * width + xs.lo, gv * (ys.w_lo * xs.w_lo));
+      atomic_add(dst + ys.lo * width + xs.hi, gv * (ys.w_lo * xs.w_hi));
+      atomic_add(dst + ys.hi * width + xs.lo, gv * (ys.w_hi * xs.w_lo));
+      atomic_add(dst + ys.hi * width + xs.hi, gv * (ys.w_hi * xs.w_hi));
+    });
   }
 };
 

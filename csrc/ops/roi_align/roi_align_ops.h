@@ -1,9 +1,10 @@
 // RoIAlign: checks, roi validation and the two kernels' flow, written once for both backends.
 // On the CPU, by default, per-roi sample tables shared by all channels (cpu_forward/cpu_backward).
 // Forward: one Forward body per output element (in the output's memory order, so channels-last
-// input gives channels-last output read with C innermost). Backward: one BackwardPlane body per
-// (n, c) plane of grad_input: parallel and deterministic without atomics on both backends
-// (torchvision's CPU backward is a serial scatter; its CUDA backward uses atomics).
+// input gives channels-last output read with C innermost). Backward: on the CPU the tables again,
+// per channel; on CUDA one BackwardScatter body per grad element (atomic adds, as torchvision),
+// or, when torch.are_deterministic_algorithms_enabled(), one BackwardPlane body per (n, c) plane
+// of grad_input: deterministic without atomics (torchvision's CPU backward is a serial scatter).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,6 +24,10 @@
 
 namespace fastseg {
 namespace roi_align {
+
+// Testing hook (_set_roi_align_backward): 0 auto, 1 plane (deterministic), 2 atomic scatter.
+enum class BackwardStrategy : int64_t { kAuto = 0, kPlane = 1, kScatter = 2 };
+BackwardStrategy forced_backward();
 
 // Adaptive sampling (sampling_ratio <= 0) takes ceil(bin size) samples per axis; beyond this
 // many per bin a roi is refused instead of running for hours.
@@ -225,8 +230,20 @@ at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, do
     const auto r = prepared_rois(op, rois, batch_size, acc, spatial_scale, pooled_h, pooled_w, sampling_ratio);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "fastseg.roi_align_backward", [&] {
       using T = at::opmath_type<scalar_t>;
-      if (grad.is_cpu() && cpu_row_kernels_enabled()) {
+      const BackwardStrategy forced = forced_backward();
+      if (grad.is_cpu() && cpu_row_kernels_enabled() && forced == BackwardStrategy::kAuto) {
         cpu_backward<scalar_t>(grad, r, grad_input, pooled_h, pooled_w, sampling_ratio, spatial_scale, aligned);
+        return;
+      }
+      const bool scatter = forced == BackwardStrategy::kScatter ||
+                           (forced == BackwardStrategy::kAuto && !grad.is_cpu() &&
+                            !at::globalContext().deterministicAlgorithms());
+      if (scatter) {
+        Backend::for_each_4d(Shape4{rois.size(0), channels, pooled_h, pooled_w, false},
+                             BackwardScatter<scalar_t>{grad.const_data_ptr<scalar_t>(), r.const_data_ptr<T>(),
+                                                       grad_input.mutable_data_ptr<T>(), strides4(grad), channels,
+                                                       height, width, pooled_h, pooled_w, sampling_ratio,
+                                                       T(spatial_scale), aligned});
         return;
       }
       Backend::for_each_index(batch_size * channels,
