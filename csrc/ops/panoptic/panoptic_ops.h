@@ -180,8 +180,7 @@ std::tuple<at::Tensor, at::Tensor> heuristic(const at::Tensor& semantic_in, cons
                 "), got [", lo_v, ", ", hi_v, "]");
     num_classes = hi_v + 1;
   }
-  auto map = at::zeros({H, W}, semantic.options().dtype(at::kInt));
-  advise_huge_pages(map);
+  auto map = zeros_huge({H, W}, semantic.options().dtype(at::kInt));
   std::vector<Segment> segs;
   const auto cand = candidates(scores, score_threshold);
   if (!cand.empty() && H * W > 0) {
@@ -275,8 +274,7 @@ std::tuple<at::Tensor, at::Tensor> efficientps(const at::Tensor& sem, const at::
     seen[c] = true;
   }
   c10::DeviceGuard guard(sem.device());
-  auto map = at::zeros({H, W}, sem.options().dtype(at::kInt));
-  advise_huge_pages(map);
+  auto map = zeros_huge({H, W}, sem.options().dtype(at::kInt));
   std::vector<Segment> segs;
   if (H * W == 0) return {map, segments_tensor(segs, map.device())};
   const int64_t S = int64_t(stuff_ids.size());

@@ -225,7 +225,7 @@ at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, do
               ": input sizes must be >= 0");
   c10::DeviceGuard guard(grad.device());
   const auto acc = opmath_of(grad.scalar_type());
-  auto grad_input = at::zeros({batch_size, channels, height, width}, grad.options().dtype(acc));
+  auto grad_input = zeros_huge({batch_size, channels, height, width}, grad.options().dtype(acc));
   if (grad.numel() > 0 && grad_input.numel() > 0) {
     const auto r = prepared_rois(op, rois, batch_size, acc, spatial_scale, pooled_h, pooled_w, sampling_ratio);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "fastseg.roi_align_backward", [&] {
