@@ -64,7 +64,8 @@ inline void advise_huge_pages(const at::Tensor& t) {
 
 // at::zeros for large outputs: huge pages are asked for before the zero-fill touches the pages
 // (at::zeros would touch them first; on our machines the faults of a fresh 200 MB zeros cost
-// ~5x the fill itself).
+// ~5x the fill itself). A gamble where THP defrag is "madvise": a huge-page fault may stall on
+// compaction when memory is fragmented, so use it where measured to pay (not for paste_masks).
 inline at::Tensor zeros_huge(at::IntArrayRef sizes, const at::TensorOptions& options) {
   auto out = at::empty(sizes, options);
   advise_huge_pages(out);

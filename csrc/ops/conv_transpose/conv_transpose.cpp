@@ -1,27 +1,20 @@
 // Transpose convolution + crop: schemas, the CPU kernels (math in conv_transpose.h, flow in
 // conv_transpose_ops.h) and the strategy switch for tests.
-#include <atomic>
-
 #include <torch/library.h>
 
 #include "common/cpu_backend.h"
+#include "common/strategy_switch.h"
 #include "ops/conv_transpose/conv_transpose_ops.h"
 
 namespace fastseg {
 namespace conv_transpose {
 namespace {
-std::atomic<int64_t> forced{0};
-
 // Testing hook: 0 auto, 1 direct, 2 phase GEMM (dilation 1; else direct), 3 aten.
-// Returns the previous setting.
-int64_t set_strategy(int64_t strategy) {
-  TORCH_CHECK(strategy >= 0 && strategy <= 3, "fastseg._set_conv_transpose_strategy: strategy must be 0..3, got ",
-              strategy);
-  return forced.exchange(strategy);
-}
+StrategySwitch forced("_set_conv_transpose_strategy", 3);
+int64_t set_strategy(int64_t strategy) { return forced.set(strategy); }
 }  // namespace
 
-Strategy forced_strategy() { return static_cast<Strategy>(forced.load(std::memory_order_relaxed)); }
+Strategy forced_strategy() { return static_cast<Strategy>(forced.get()); }
 
 }  // namespace conv_transpose
 }  // namespace fastseg

@@ -1,27 +1,21 @@
 // RoIAlign: schemas (torchvision's, in the fastseg namespace) and the CPU kernels (math in
 // roi_align.h, flow in roi_align_ops.h).
-#include <atomic>
-
 #include <torch/library.h>
 
 #include "common/cpu_backend.h"
+#include "common/strategy_switch.h"
 #include "ops/roi_align/roi_align_ops.h"
 
 namespace fastseg {
 namespace roi_align {
 namespace {
-std::atomic<int64_t> forced{0};
-
 // Testing hook: 0 auto (CPU: tables; CUDA: atomic scatter unless deterministic algorithms are
-// on), 1 the deterministic plane backward, 2 the atomic scatter. Returns the previous setting.
-int64_t set_backward(int64_t strategy) {
-  TORCH_CHECK(strategy >= 0 && strategy <= 2, "fastseg._set_roi_align_backward: strategy must be 0..2, got ",
-              strategy);
-  return forced.exchange(strategy);
-}
+// on), 1 the deterministic plane backward, 2 the atomic scatter.
+StrategySwitch forced("_set_roi_align_backward", 2);
+int64_t set_backward(int64_t strategy) { return forced.set(strategy); }
 }  // namespace
 
-BackwardStrategy forced_backward() { return static_cast<BackwardStrategy>(forced.load(std::memory_order_relaxed)); }
+BackwardStrategy forced_backward() { return static_cast<BackwardStrategy>(forced.get()); }
 
 }  // namespace roi_align
 }  // namespace fastseg
