@@ -142,6 +142,30 @@ def test_paste_masks_in_image(device):
     assert tv is None or compared_tv > 100
 
 
+def test_large_outputs(device):
+    """Outputs of >= 8 MiB come from fresh zero pages that only the boxes' pixels touch
+    (zeros_sparse): they equal the reference, are zero elsewhere, and behave as ordinary tensors
+    (written in place, cloned, freed and allocated again)."""
+    g = torch_gen(7)
+    K, H, W = 6, 1024, 1536  # 9 MiB of bool, 36 MiB of float
+    masks = torch.rand(K, 28, 28, generator=g).to(device)
+    boxes = torch.tensor([[10.0, 20.0, 300.0, 200.0], [-50.0, 900.0, 100.0, 1100.0], [0.0, 0.0, 1536.0, 1024.0],
+                          [700.0, 500.0, 700.5, 500.5], [2000.0, 10.0, 2100.0, 50.0], [1400.0, 3.0, 1536.0, 1000.0]],
+                         device=device)
+    for _ in range(2):  # the second round reuses the freed address range
+        for thr in (0.5, None):
+            got = fops.paste_masks(masks, boxes, (H, W), thr)
+            check(masks, boxes, (H, W), thr, desc=f"large thr={thr}")
+            assert got[4].count_nonzero() == 0 and got[0, 300:, :].count_nonzero() == 0
+            copy = got.clone()
+            got[1].fill_(1)
+            assert torch.equal(got[0], copy[0]) and bool(got[1].all())
+            del got, copy
+    resized = fops.paste_masks_in_image(masks[:, None], boxes, (H, W))
+    torch.testing.assert_close(resized.cpu(), R.paste_masks_in_image(masks[:, None].cpu(), boxes.cpu(), (H, W), 1),
+                               atol=4e-6, rtol=0)
+
+
 def bad_cases(device="cpu"):
     m, b = torch.rand(2, 5, 5, device=device), torch.rand(2, 4, device=device) * 10
     op = torch.ops.fastseg.paste_masks.default

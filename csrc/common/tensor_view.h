@@ -72,6 +72,31 @@ inline at::Tensor zeros_huge(at::IntArrayRef sizes, const at::TensorOptions& opt
   return out.zero_();
 }
 
+// at::zeros for large, sparsely written CPU outputs (paste_masks writes only its boxes' pixels):
+// fresh anonymous pages, which the kernel maps to its shared zero page until first written, as
+// calloc and numpy.zeros do for large arrays. Pages no kernel writes are never faulted in or
+// zeroed; reading them later costs a cheap read fault each. No huge pages (a write into a 2 MiB
+// huge page would zero all of it). Anything else, or a failed mmap, gets at::zeros.
+inline at::Tensor zeros_sparse(at::IntArrayRef sizes, const at::TensorOptions& options) {
+#if defined(__linux__)
+  constexpr int64_t kMin = int64_t(8) << 20;
+  int64_t numel = 1;
+  for (int64_t v : sizes) numel *= v;
+  const int64_t nbytes = numel * int64_t(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
+  if (options.device().is_cpu() && options.layout() == at::kStrided && nbytes >= kMin) {
+    void* p = mmap(nullptr, size_t(nbytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+#if defined(MADV_NOHUGEPAGE)
+      madvise(p, size_t(nbytes), MADV_NOHUGEPAGE);  // advisory; errors ignored
+#endif
+      return at::from_blob(
+          p, sizes, [nbytes](void* q) { munmap(q, size_t(nbytes)); }, options.memory_format(std::nullopt));
+    }
+  }
+#endif
+  return at::zeros(sizes, options);
+}
+
 inline at::Tensor empty_4d(const at::Tensor& like, int64_t N, int64_t C, int64_t H, int64_t W,
                            at::ScalarType dtype) {
   auto fmt = is_channels_last(like) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include <ATen/OpMathType.h>
 #include <c10/macros/Macros.h>
@@ -166,15 +167,23 @@ struct RowExtent {
   // CPU form (this pass reads all K x H x W mask values, so it is the memory-bound part of the
   // pasted heuristic): branch-free chunks of 64 pixels that the compiler vectorises, from the
   // left until the first mask pixel, then from the right until the last.
+  // (An int accumulator, and bool masks read as bytes: GCC vectorises neither an OR-reduction
+  // into a bool nor loads of bool.)
   bool any_in(int64_t k, int64_t y, int64_t x0, int64_t x1) const {
-    bool any = false;
+    using elem_t = std::remove_cv_t<std::remove_pointer_t<decltype(mask.m)>>;
+    int any = 0;
     if (mask.s.w == 1) {  // contiguous rows: a plain pointer loop
       const auto* r = mask.m + k * mask.s.n + y * mask.s.h;
-      for (int64_t x = x0; x < x1; ++x) any |= Mask::test(r[x]);
+      if constexpr (std::is_same_v<elem_t, bool>) {
+        const auto* bytes = reinterpret_cast<const uint8_t*>(r);
+        for (int64_t x = x0; x < x1; ++x) any |= bytes[x];
+      } else {
+        for (int64_t x = x0; x < x1; ++x) any |= Mask::test(r[x]) ? 1 : 0;
+      }
     } else {
-      for (int64_t x = x0; x < x1; ++x) any |= mask(k, y, x);
+      for (int64_t x = x0; x < x1; ++x) any |= mask(k, y, x) ? 1 : 0;
     }
-    return any;
+    return any != 0;
   }
   int64_t run_row(int64_t, int64_t, int64_t i, int64_t y, Axis, const Axis*, void*) const {
     const int64_t k = instances[i];
