@@ -15,6 +15,7 @@
 #include <c10/macros/Macros.h>
 
 #include "common/tensor_view.h"
+#include "ops/unpool/unpool_rows_cpu.h"  // run_row only: the CPU row kernels
 
 namespace fastseg {
 namespace unpool {
@@ -178,6 +179,10 @@ struct MaxUnpoolGather {
     if (ry.a > ry.b) return unpool_row<scalar_t>(out + off0, scratch, W, nullptr, 0, gw, [](int64_t) { return int64_t(-1); });
     const int64_t* ip = idx + idx_st.at(n, c, ry.a, 0);
     const int64_t row0 = y * W;
+    if (k2_row(gw.k, gw.s, gw.p, in_st.w, idx_st.w)) {
+      return unpool_row_k2(out + off0, W, in + in_st.at(n, c, ry.a, 0), gw.n,
+                           [=](int64_t j) { return ip[j] - row0; });
+    }
     return unpool_row(out + off0, scratch, W, in + in_st.at(n, c, ry.a, 0), in_st.w, gw,
                       [&](int64_t j) { return ip[j * idx_st.w] - row0; });
   }
@@ -248,6 +253,10 @@ struct CompactUnpoolGather {
     if (ry.a > ry.b) return unpool_row<scalar_t>(out + off0, scratch, W, nullptr, 0, gw, [](int64_t) { return int64_t(-1); });
     const uint8_t* op = off + off_st.at(n, c, ry.a, 0);
     const int64_t row_start = (y - (ry.a * gh.s - gh.p)) * gw.k;
+    if (k2_row(gw.k, gw.s, gw.p, in_st.w, off_st.w)) {
+      return unpool_row_k2(out + off0, W, in + in_st.at(n, c, ry.a, 0), gw.n,
+                           [=](int64_t j) { return 2 * j + (int64_t(op[j]) - row_start); });
+    }
     return unpool_row(out + off0, scratch, W, in + in_st.at(n, c, ry.a, 0), in_st.w, gw,
                       [&](int64_t j) { return j * gw.s - gw.p + (int64_t(op[j * off_st.w]) - row_start); });
   }
@@ -324,6 +333,21 @@ struct MaxPoolCompact {
     }
     values[o] = best_value;
     offsets[o] = uint8_t((by - y0) * gw.k + (bx - x0));
+  }
+
+  // Row form for the CPU (contract in common/cpu_backend.h): 2x2 / stride 2 / no padding
+  // windows that lie wholly inside the input go through pool_row_k2 (unpool_rows_cpu.h), the rest
+  // (ceil-mode edges, other geometries) through operator().
+  int64_t ow = 0;  // output width, for the row form
+  static constexpr bool kRowKernel = true;
+  int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t oh, Axis ry, const Axis* cols, void*) const {
+    int64_t done = 0;
+    if (k2_row(gh.k, gh.s, gh.p, in_st.w, 1) && gw.k == 2 && gw.s == 2 && gw.p == 0 && ry.a + 1 < gh.n) {
+      done = std::min(ow, gw.n / 2);
+      pool_row_k2(values + off0, offsets + off0, in + in_st.at(n, c, ry.a, 0), in + in_st.at(n, c, ry.a + 1, 0), done);
+    }
+    for (int64_t x = done; x < ow; ++x) (*this)(off0 + x, n, c, oh, x, ry, cols[x]);
+    return 0;
   }
 };
 

@@ -204,7 +204,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_compact(const at::Tensor& input, c
     Backend::for_each_4d(shape4(values),
                          MaxPoolCompact<scalar_t>{input.const_data_ptr<scalar_t>(), values.mutable_data_ptr<scalar_t>(),
                                                   offsets.mutable_data_ptr<uint8_t>(), strides4(input),
-                                                  geom(k, s, p, 0, H), geom(k, s, p, 1, W)});
+                                                  geom(k, s, p, 0, H), geom(k, s, p, 1, W), ow});
   });
   return {values, offsets};
 }
