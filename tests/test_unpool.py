@@ -930,3 +930,56 @@ def test_deterministic_repeat(device):
     first = fops.max_unpool2d(v, idx, 3, 2, 1)
     for _ in range(3):
         assert_same(fops.max_unpool2d(v, idx, 3, 2, 1), first)
+
+
+# ============================================================================ CPU row forms
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    """The raw bits of a float tensor (integer tensors as they are)."""
+    t = t.detach().cpu().contiguous()
+    ints = {8: torch.int64, 4: torch.int32, 2: torch.int16}
+    return t.view(ints[t.element_size()]) if t.is_floating_point() else t
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+def test_cpu_row_forms_match_element_forms_bitwise(dtype):
+    """The CPU row forms (unpool_rows_cpu.h: 2x2/s2 unpool and compact pool rows, nearest x2 and
+    its backward; the generic rows for other geometries) give the same bits as the per-element
+    bodies the GPU runs: ties, NaN, -0.0 and infinities, odd sizes, ceil-mode edge windows,
+    strided rows (the generic fallback)."""
+    gen = torch_gen(31)
+    specials = torch.tensor([float("nan"), -0.0, 0.0, float("inf"), float("-inf"), 1.0, 1.0, 2.0])
+    checked = 0
+    for h, w in ((1, 1), (2, 2), (5, 7), (8, 9), (12, 30), (7, 64)):
+        x = torch.randint(0, 4, (2, 3, h, w), generator=gen).to(dtype)
+        x.view(-1)[torch.randint(0, x.numel(), (x.numel() // 5 + 1,), generator=gen)] = specials[
+            torch.randint(0, 8, (x.numel() // 5 + 1,), generator=gen)].to(dtype)
+        for xs in (x, x.transpose(2, 3).contiguous().transpose(2, 3)):  # unit and non-unit row strides
+            calls = []
+            for ceil in (False, True):
+                if not _pool_fits(xs.shape, 2, 2, 0, ceil):
+                    continue
+                calls.append(lambda t, ceil=ceil: fops.max_pool2d_compact(t, 2, ceil_mode=ceil))
+                v, idx = F.max_pool2d(xs.float(), 2, ceil_mode=ceil, return_indices=True)
+                v = v.to(dtype)
+                # back to h x w: odd h, w give a last window with one column (ceil mode) or a
+                # column no window covers (floor mode)
+                calls.append(lambda t, v=v, idx=idx: fops.max_unpool2d(v, idx, 2, output_size=(h, w)))
+                vc, off = R.max_pool2d_compact(xs, 2, ceil_mode=ceil)
+                calls.append(lambda t, vc=vc, off=off: fops.max_unpool2d_compact(vc, off, 2))
+            calls.append(lambda t: fops.unpool_nearest2d(t, 2))
+            calls.append(lambda t: fops.unpool_nearest2d(t, (2, 3)))
+            calls.append(lambda t: torch.ops.fastseg.unpool_nearest2d_backward.default(t, [1, 1]))
+            if h % 2 == 0 and w % 2 == 0:
+                calls.append(lambda t: torch.ops.fastseg.unpool_nearest2d_backward.default(t, [2, 2]))
+            for call in calls:
+                outs = []
+                for form in helpers.KERNEL_FORMS:
+                    with helpers.cpu_kernel_form(form):
+                        out = call(xs)
+                    outs.append(out if isinstance(out, tuple) else (out,))
+                for a, b in zip(*outs):
+                    assert_same(bits(a), bits(b))  # the bits: -0.0 and NaN payloads too
+                checked += 1
+    assert checked > 100

@@ -364,6 +364,19 @@ struct NearestForward {
   C10_HOST_DEVICE void operator()(int64_t o, int64_t n, int64_t c, int64_t, int64_t, Axis ry, Axis cx) const {
     out[o] = in[in_st.at(n, c, ry.a, cx.a)];
   }
+
+  // Row form for the CPU (contract in common/cpu_backend.h).
+  int64_t w = 0;  // input width
+  static constexpr bool kRowKernel = true;
+  int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t, Axis ry, const Axis* cols, void*) const {
+    const scalar_t* r = in + in_st.at(n, c, ry.a, 0);
+    if (sw == 2 && in_st.w == 1) {
+      nearest_row_x2(out + off0, r, w);
+    } else {
+      for (int64_t x = 0; x < w * sw; ++x) out[off0 + x] = r[cols[x].a * in_st.w];
+    }
+    return 0;
+  }
 };
 
 // grad_input[i, j] = sum of grad_output over block (i, j), in opmath, row-major order.
@@ -381,6 +394,18 @@ struct NearestBackward {
     for (int64_t a = 0; a < sh; ++a)
       for (int64_t b = 0; b < sw; ++b) sum += acc_t(grad[grad_st.at(n, c, ry.a + a, cx.a + b)]);
     out[o] = scalar_t(sum);
+  }
+
+  // Row form for the CPU (contract in common/cpu_backend.h): the 2x2 blocks vectorised.
+  int64_t w = 0;  // grad_input width
+  static constexpr bool kRowKernel = true;
+  int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t i, Axis ry, const Axis* cols, void*) const {
+    if (sh == 2 && sw == 2 && grad_st.w == 1) {
+      nearest_backward_row_x2(out + off0, grad + grad_st.at(n, c, ry.a, 0), grad + grad_st.at(n, c, ry.a + 1, 0), w);
+    } else {
+      for (int64_t j = 0; j < w; ++j) (*this)(off0 + j, n, c, i, j, ry, cols[j]);
+    }
+    return 0;
   }
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -323,6 +324,17 @@ at::Tensor max_unpool2d_compact_backward(const at::Tensor& grad_output, const at
   return out;
 }
 
+// Bodies with a CPU row form (NearestForward, NearestBackward) carry the row width `w`.
+template <typename B, typename = void>
+struct has_row_width : std::false_type {};
+template <typename B>
+struct has_row_width<B, std::void_t<decltype(std::declval<B&>().w)>> : std::true_type {};
+template <typename B>
+B with_row_width(B body, int64_t w) {
+  if constexpr (has_row_width<B>::value) body.w = w;
+  return body;
+}
+
 // Nearest and bed-of-nails share their checks and shapes; Body selects the kernel.
 template <typename Backend, template <typename> class Body>
 at::Tensor scale_unpool(const char* op, const at::Tensor& input, c10::IntArrayRef scale) {
@@ -337,8 +349,10 @@ at::Tensor scale_unpool(const char* op, const at::Tensor& input, c10::IntArrayRe
                       input.scalar_type());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastseg.scale_unpool", [&] {
-    Backend::for_each_4d(shape4(out), Body<scalar_t>{input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                                                     strides4(input), scale[0], scale[1]});
+    Backend::for_each_4d(shape4(out), with_row_width(Body<scalar_t>{input.const_data_ptr<scalar_t>(),
+                                                                    out.mutable_data_ptr<scalar_t>(), strides4(input),
+                                                                    scale[0], scale[1]},
+                                                     input.size(3)));
   });
   return out;
 }
@@ -355,9 +369,10 @@ at::Tensor scale_unpool_backward(const char* op, const at::Tensor& grad_output, 
                       grad_output.size(3) / scale[1], grad_output.scalar_type());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "fastseg.scale_unpool_backward", [&] {
-    Backend::for_each_4d(shape4(out), Body<scalar_t>{grad_output.const_data_ptr<scalar_t>(),
-                                                     out.mutable_data_ptr<scalar_t>(), strides4(grad_output), scale[0],
-                                                     scale[1]});
+    Backend::for_each_4d(shape4(out), with_row_width(Body<scalar_t>{grad_output.const_data_ptr<scalar_t>(),
+                                                                    out.mutable_data_ptr<scalar_t>(),
+                                                                    strides4(grad_output), scale[0], scale[1]},
+                                                     out.size(3)));
   });
   return out;
 }

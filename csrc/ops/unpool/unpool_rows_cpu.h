@@ -1,9 +1,10 @@
-// CPU-only row form of the non-overlapping unpooling gathers for the 2x2 / stride 2 / no padding
-// geometry with unit-stride values and indices (SegNet's and DeconvNet's unpooling): each
-// window's two output pixels are written directly, with no scratch row. GCC vectorises the loop
-// only with AVX2 (baseline x86-64 SSE2 has no 64-bit lane compare), so on x86-64 it is also
-// compiled for AVX2 and picked at run time. Same writes and count as unpool_row (unpool.h); the
-// tests run both (torch.ops.fastseg._set_cpu_row_kernels) and compare them with PyTorch.
+// CPU-only row forms of the unpooling bodies for the common geometries (2x2 windows, stride 2, no
+// padding; integer scale 2), with unit strides along the row: SegNet's and DeconvNet's layers.
+// Each loop is written branch-free so that the compiler vectorises it; GCC does so only with AVX2
+// (baseline x86-64 SSE2 has no 64-bit lane compare), so on x86-64 the loops are compiled for AVX2
+// too and picked at run time (fastest_isa). Each writes what the body's operator() (unpool.h)
+// writes, which the GPU runs: the tests compare both forms (torch.ops.fastseg._set_cpu_row_kernels)
+// and both with PyTorch.
 #pragma once
 
 #include <algorithm>
@@ -14,18 +15,47 @@
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
 #define FASTSEG_UNPOOL_AVX2 1
+#define FASTSEG_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define FASTSEG_INLINE_LAMBDA
 #endif
 
 namespace fastseg {
 namespace unpool {
 
-// out[0, W) of one output row; window j covers columns 2j and 2j + 1 (those < W), n windows;
-// points_at(j) is the column window j's index names if it names this row (anything else is a
-// miss). Returns the hits.
+#ifdef FASTSEG_UNPOOL_AVX2
+// f is inlined here (its loops written C10_ALWAYS_INLINE), so it is compiled for AVX2.
+template <typename F>
+__attribute__((target("avx2"))) auto run_avx2(const F& f) {
+  return f();
+}
+
+inline bool cpu_has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+#endif
+
+// Runs f() compiled for the best instruction set this CPU has.
+template <typename F>
+inline auto fastest_isa(const F& f) {
+#ifdef FASTSEG_UNPOOL_AVX2
+  if (cpu_has_avx2()) return run_avx2(f);
+#endif
+  return f();
+}
+
+// Whether a row can take the k2 loops: the geometry, and unit strides along the row.
+inline bool k2_row(const int64_t k, const int64_t s, const int64_t p, int64_t value_stride, int64_t index_stride) {
+  return k == 2 && s == 2 && p == 0 && value_stride == 1 && index_stride == 1;
+}
+
+// Unpooling gather, out[0, W) of one output row: window j covers columns 2j and 2j + 1 (those
+// < W), n windows; points_at(j) is the column window j's index names if it names this row
+// (anything else is a miss). Returns the hits (as unpool_row in unpool.h).
 template <typename scalar_t, typename PointsAt>
-C10_ALWAYS_INLINE int64_t unpool_row_k2_body(scalar_t* __restrict out, int64_t W,
-                                                    const scalar_t* __restrict values, int64_t n,
-                                                    const PointsAt& points_at) {
+C10_ALWAYS_INLINE int64_t unpool_row_k2_loop(scalar_t* __restrict out, int64_t W, const scalar_t* __restrict values,
+                                             int64_t n, const PointsAt& points_at) {
   const int64_t m = std::min(n, W / 2);  // windows with both columns inside the row
   int64_t hits = 0;
   for (int64_t j = 0; j < m; ++j) {
@@ -45,33 +75,17 @@ C10_ALWAYS_INLINE int64_t unpool_row_k2_body(scalar_t* __restrict out, int64_t W
   return hits;
 }
 
-#ifdef FASTSEG_UNPOOL_AVX2
-template <typename scalar_t, typename PointsAt>
-__attribute__((target("avx2"))) int64_t unpool_row_k2_avx2(scalar_t* out, int64_t W, const scalar_t* values,
-                                                           int64_t n, const PointsAt& points_at) {
-  return unpool_row_k2_body(out, W, values, n, points_at);
-}
-
-inline bool cpu_has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
-}
-#endif
-
 template <typename scalar_t, typename PointsAt>
 inline int64_t unpool_row_k2(scalar_t* out, int64_t W, const scalar_t* values, int64_t n, const PointsAt& points_at) {
-#ifdef FASTSEG_UNPOOL_AVX2
-  if (cpu_has_avx2()) return unpool_row_k2_avx2(out, W, values, n, points_at);
-#endif
-  return unpool_row_k2_body(out, W, values, n, points_at);
+  return fastest_isa([&]() FASTSEG_INLINE_LAMBDA { return unpool_row_k2_loop(out, W, values, n, points_at); });
 }
 
-// One output row of max_pool2d_compact over 2x2 / stride 2 windows [0, m) that lie wholly inside
-// the input rows r0, r1 (unit stride): the sequential rule of MaxPoolCompact (take a value if it
-// is greater than the best so far or NaN, row-major) written branch-free so that it vectorises.
-// Starting from the window's first value is the same as starting from -inf and taking it.
+// max_pool2d_compact, one output row over 2x2 / stride 2 windows [0, m) that lie wholly inside the
+// input rows r0, r1: MaxPoolCompact's sequential rule (take a value if it is greater than the
+// best so far or NaN, row-major) written branch-free. Starting from the window's first value is
+// the same as starting from -inf and taking it.
 template <typename scalar_t>
-C10_ALWAYS_INLINE void pool_row_k2_body(scalar_t* __restrict values, uint8_t* __restrict offsets,
+C10_ALWAYS_INLINE void pool_row_k2_loop(scalar_t* __restrict values, uint8_t* __restrict offsets,
                                         const scalar_t* __restrict r0, const scalar_t* __restrict r1, int64_t m) {
   using acc_t = at::opmath_type<scalar_t>;
   for (int64_t j = 0; j < m; ++j) {
@@ -91,25 +105,44 @@ C10_ALWAYS_INLINE void pool_row_k2_body(scalar_t* __restrict values, uint8_t* __
   }
 }
 
-#ifdef FASTSEG_UNPOOL_AVX2
-template <typename scalar_t>
-__attribute__((target("avx2"))) void pool_row_k2_avx2(scalar_t* values, uint8_t* offsets, const scalar_t* r0,
-                                                      const scalar_t* r1, int64_t m) {
-  pool_row_k2_body(values, offsets, r0, r1, m);
-}
-#endif
-
 template <typename scalar_t>
 inline void pool_row_k2(scalar_t* values, uint8_t* offsets, const scalar_t* r0, const scalar_t* r1, int64_t m) {
-#ifdef FASTSEG_UNPOOL_AVX2
-  if (cpu_has_avx2()) return pool_row_k2_avx2(values, offsets, r0, r1, m);
-#endif
-  pool_row_k2_body(values, offsets, r0, r1, m);
+  fastest_isa([&]() FASTSEG_INLINE_LAMBDA { pool_row_k2_loop(values, offsets, r0, r1, m); });
 }
 
-// Whether a row can take unpool_row_k2: the geometry, and unit strides along the row.
-inline bool k2_row(const int64_t k, const int64_t s, const int64_t p, int64_t value_stride, int64_t index_stride) {
-  return k == 2 && s == 2 && p == 0 && value_stride == 1 && index_stride == 1;
+// Nearest x2 along the row: out[2j] = out[2j + 1] = in[j], j < w.
+template <typename scalar_t>
+C10_ALWAYS_INLINE void nearest_row_x2_loop(scalar_t* __restrict out, const scalar_t* __restrict in, int64_t w) {
+  for (int64_t j = 0; j < w; ++j) {
+    out[2 * j] = in[j];
+    out[2 * j + 1] = in[j];
+  }
+}
+
+template <typename scalar_t>
+inline void nearest_row_x2(scalar_t* out, const scalar_t* in, int64_t w) {
+  fastest_isa([&]() FASTSEG_INLINE_LAMBDA { nearest_row_x2_loop(out, in, w); });
+}
+
+// Backward of nearest x2 x2: out[j] = sum of the 2x2 block j of grad rows g0, g1, in opmath and
+// in NearestBackward's order (0, then row-major), so the bits match.
+template <typename scalar_t>
+C10_ALWAYS_INLINE void nearest_backward_row_x2_loop(scalar_t* __restrict out, const scalar_t* __restrict g0,
+                                                    const scalar_t* __restrict g1, int64_t w) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for (int64_t j = 0; j < w; ++j) {
+    acc_t sum = acc_t(0);
+    sum += acc_t(g0[2 * j]);
+    sum += acc_t(g0[2 * j + 1]);
+    sum += acc_t(g1[2 * j]);
+    sum += acc_t(g1[2 * j + 1]);
+    out[j] = scalar_t(sum);
+  }
+}
+
+template <typename scalar_t>
+inline void nearest_backward_row_x2(scalar_t* out, const scalar_t* g0, const scalar_t* g1, int64_t w) {
+  fastest_isa([&]() FASTSEG_INLINE_LAMBDA { nearest_backward_row_x2_loop(out, g0, g1, w); });
 }
 
 }  // namespace unpool
