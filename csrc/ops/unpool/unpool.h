@@ -14,26 +14,12 @@
 #include <ATen/OpMathType.h>
 #include <c10/macros/Macros.h>
 
+#include "common/keep_or_zero.h"
 #include "common/tensor_view.h"
 #include "ops/unpool/unpool_rows_cpu.h"  // run_row only: the CPU row kernels
 
 namespace fastseg {
 namespace unpool {
-
-// v if keep, else +0. Done on the bits, so the compiler cannot turn it back into a branch: for
-// unpooling the match is a coin flip per pixel and a branch would mispredict. Exact for every
-// value (NaN, -0.0, inf), unlike v * keep.
-template <typename T>
-C10_HOST_DEVICE inline T keep_or_zero(bool keep, T v) {
-  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>>;
-  static_assert(sizeof(T) == sizeof(Bits), "unsupported scalar type");
-  Bits bits;
-  memcpy(&bits, &v, sizeof(T));
-  bits &= Bits(0) - Bits(keep);
-  T out;
-  memcpy(&out, &bits, sizeof(T));
-  return out;
-}
 
 // Pooling geometry along one axis: window i covers [i*s - p, i*s - p + k); n windows.
 struct Geom {
@@ -150,6 +136,19 @@ struct FlatIndexCheck {
   }
 };
 
+// Rows [first, H) of an H x W plane, which a k2 plane form (unpool_plane_k2) leaves to the
+// per-element body (the one output row of a last, partial window row).
+template <typename Body>
+inline int64_t plane_rows_after(const Body& b, int64_t off0, int64_t n, int64_t c, int64_t first, int64_t H,
+                                int64_t W) {
+  int64_t hits = 0;
+  for (int64_t y = first; y < H; ++y) {
+    const Axis ry = b.row(y);
+    for (int64_t x = 0; x < W; ++x) hits += b(off0 + y * W + x, n, c, y, x, ry, b.col(x));
+  }
+  return hits;
+}
+
 // out[n, c, y, x] = input at the largest pooled position (i, j) whose index is y*W + x, else 0.
 // Returns how many indices point at (y, x) from a window that covers it; the flow compares the
 // total with the number of indices, so a full validation pass is needed only when some index
@@ -185,6 +184,21 @@ struct MaxUnpoolGather {
     }
     return unpool_row(out + off0, scratch, W, in + in_st.at(n, c, ry.a, 0), in_st.w, gw,
                       [&](int64_t j) { return ip[j * idx_st.w] - row0; });
+  }
+
+  // Plane form for the CPU (contract in common/cpu_backend.h): 2x2 / stride 2 / no padding.
+  static constexpr bool kPlaneKernel = !kOverlap;
+  bool plane_ok() const {
+    return k2_row(gh.k, gh.s, gh.p, 1, 1) && k2_row(gw.k, gw.s, gw.p, in_st.w, idx_st.w);
+  }
+  int64_t run_plane(int64_t off0, int64_t n, int64_t c, int64_t H, int64_t) const {
+    const int64_t* ip = idx + idx_st.at(n, c, 0, 0);
+    const int64_t rows = 2 * std::min(gh.n, H / 2);  // the rows of full window rows
+    const int64_t hits = unpool_plane_k2(out + off0, W, rows, in + in_st.at(n, c, 0, 0), in_st.h, gw.n,
+                                         [ip, st = idx_st.h, W = W](int64_t y, int64_t j) {
+                                           return ip[(y / 2) * st + j] - y * W;
+                                         });
+    return hits + plane_rows_after(*this, off0, n, c, rows, H, W);
   }
 };
 
@@ -259,6 +273,21 @@ struct CompactUnpoolGather {
     }
     return unpool_row(out + off0, scratch, W, in + in_st.at(n, c, ry.a, 0), in_st.w, gw,
                       [&](int64_t j) { return j * gw.s - gw.p + (int64_t(op[j * off_st.w]) - row_start); });
+  }
+
+  // Plane form for the CPU, as MaxUnpoolGather's (points_at as in run_row).
+  static constexpr bool kPlaneKernel = !kOverlap;
+  bool plane_ok() const {
+    return k2_row(gh.k, gh.s, gh.p, 1, 1) && k2_row(gw.k, gw.s, gw.p, in_st.w, off_st.w);
+  }
+  int64_t run_plane(int64_t off0, int64_t n, int64_t c, int64_t H, int64_t) const {
+    const uint8_t* op = off + off_st.at(n, c, 0, 0);
+    const int64_t rows = 2 * std::min(gh.n, H / 2);
+    const int64_t hits = unpool_plane_k2(out + off0, W, rows, in + in_st.at(n, c, 0, 0), in_st.h, gw.n,
+                                         [op, st = off_st.h](int64_t y, int64_t j) {
+                                           return 2 * j + (int64_t(op[(y / 2) * st + j]) - 2 * (y % 2));
+                                         });
+    return hits + plane_rows_after(*this, off0, n, c, rows, H, W);
   }
 };
 

@@ -13,6 +13,8 @@
 #include <ATen/OpMathType.h>
 #include <c10/macros/Macros.h>
 
+#include "common/keep_or_zero.h"
+
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
 #define FASTSEG_UNPOOL_AVX2 1
 #define FASTSEG_INLINE_LAMBDA __attribute__((always_inline))
@@ -61,8 +63,8 @@ C10_ALWAYS_INLINE int64_t unpool_row_k2_loop(scalar_t* __restrict out, int64_t W
   for (int64_t j = 0; j < m; ++j) {
     const int64_t d = points_at(j) - 2 * j;
     const scalar_t v = values[j];
-    out[2 * j] = d == 0 ? v : scalar_t(0);
-    out[2 * j + 1] = d == 1 ? v : scalar_t(0);
+    out[2 * j] = keep_or_zero(d == 0, v);  // (not ?: which the compiler may make a branch)
+    out[2 * j + 1] = keep_or_zero(d == 1, v);
     hits += uint64_t(d) < 2;
   }
   // A last window with one column in the row (odd W), and columns no window covers (W > 2n).
@@ -78,6 +80,28 @@ C10_ALWAYS_INLINE int64_t unpool_row_k2_loop(scalar_t* __restrict out, int64_t W
 template <typename scalar_t, typename PointsAt>
 inline int64_t unpool_row_k2(scalar_t* out, int64_t W, const scalar_t* values, int64_t n, const PointsAt& points_at) {
   return fastest_isa([&]() FASTSEG_INLINE_LAMBDA { return unpool_row_k2_loop(out, W, values, n, points_at); });
+}
+
+// Unpooling gather over the first `rows` rows of an H x W output plane (contiguous at out), in
+// one call: short rows (DeconvNet's 14 to 56) cost more in per-row overhead than in work.
+// Output row y is unpool_row_k2 over pooled row y / 2 with points_at(y, j) for its windows.
+template <typename scalar_t, typename PointsAt>
+C10_ALWAYS_INLINE int64_t unpool_plane_k2_loop(scalar_t* out, int64_t W, int64_t rows, const scalar_t* values,
+                                               int64_t value_row_stride, int64_t n, const PointsAt& points_at) {
+  int64_t hits = 0;
+  for (int64_t y = 0; y < rows; ++y) {
+    hits += unpool_row_k2_loop(out + y * W, W, values + (y / 2) * value_row_stride, n,
+                               [&](int64_t j) FASTSEG_INLINE_LAMBDA { return points_at(y, j); });
+  }
+  return hits;
+}
+
+template <typename scalar_t, typename PointsAt>
+inline int64_t unpool_plane_k2(scalar_t* out, int64_t W, int64_t rows, const scalar_t* values,
+                               int64_t value_row_stride, int64_t n, const PointsAt& points_at) {
+  return fastest_isa([&]() FASTSEG_INLINE_LAMBDA {
+    return unpool_plane_k2_loop(out, W, rows, values, value_row_stride, n, points_at);
+  });
 }
 
 // max_pool2d_compact, one output row over 2x2 / stride 2 windows [0, m) that lie wholly inside the
