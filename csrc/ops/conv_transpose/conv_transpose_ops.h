@@ -152,10 +152,10 @@ inline Strategy choose_strategy(const Problem& pr) {
   }
   // A GEMM whose inner dimension is this small does not beat the gather (depthwise, bilinear).
   if (pr.cin_g * taps < 16) return Strategy::kDirect;
-  // Tiny outputs: the phase GEMM's few extra tensor ops cost more than they save.
-  if (pr.N * pr.cout * pr.h.n_out * pr.w.n_out < (int64_t(1) << 16)) return Strategy::kAten;
-  // The phase GEMM wastes no multiply-adds when s divides k (FCN's k = 2s, U-Net's k = s); the
-  // rest (e.g. 3x3/s2, stride 1) goes to the vendor kernel with the tightest padding.
+  // The phase GEMM wastes no multiply-adds when s divides k (FCN's k = 2s, U-Net's k = s), and
+  // beats oneDNN's transposed convolution at every size measured, down to FCN-8s' 0.15 ms upscore2
+  // (its columns, weights and copy-out are one pass each, no ATen tensor ops); the rest (e.g.
+  // 3x3/s2, stride 1) goes to the vendor kernel with the tightest padding.
   if (dilation1 && !stride1 && pr.h.k % pr.h.s == 0 && pr.w.k % pr.w.s == 0) return Strategy::kPhaseGemm;
   return Strategy::kAten;
 }
@@ -187,21 +187,15 @@ void run_direct(const Problem& pr, const at::Tensor& input, const at::Tensor& we
 }
 
 // cols[n, g, (ci, ty, tx), (qy, qx)] = input[n, g*cin_g + ci, q0y + qy - ty, q0x + qx - tx], zero outside.
-inline at::Tensor phase_columns(const at::Tensor& input, const Problem& pr, int64_t Th, int64_t Tw, int64_t qy0,
-                                int64_t Qh, int64_t qx0, int64_t Qw) {
-  const int64_t H = pr.h.n_in, W = pr.w.n_in;
-  auto cols = at::zeros({pr.N, pr.cin, Th, Tw, Qh, Qw}, input.options());
-  for (int64_t ty = 0; ty < Th; ++ty) {
-    // Rows qy in [0, Qh) read input row qy0 + qy - ty; copy the ones inside [0, H).
-    const int64_t y_lo = std::max<int64_t>(0, ty - qy0), y_hi = std::min<int64_t>(Qh, H - qy0 + ty);
-    if (y_lo >= y_hi) continue;
-    for (int64_t tx = 0; tx < Tw; ++tx) {
-      const int64_t x_lo = std::max<int64_t>(0, tx - qx0), x_hi = std::min<int64_t>(Qw, W - qx0 + tx);
-      if (x_lo >= x_hi) continue;
-      cols.select(2, ty).select(2, tx).narrow(2, y_lo, y_hi - y_lo).narrow(3, x_lo, x_hi - x_lo).copy_(
-          input.narrow(2, qy0 + y_lo - ty, y_hi - y_lo).narrow(3, qx0 + x_lo - tx, x_hi - x_lo));
-    }
-  }
+template <typename Backend>
+at::Tensor phase_columns(const at::Tensor& input, const Problem& pr, int64_t Th, int64_t Tw, int64_t qy0,
+                         int64_t Qh, int64_t qx0, int64_t Qw) {
+  auto cols = at::empty({pr.N, pr.cin, Th, Tw, Qh, Qw}, input.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastseg.conv_transpose2d_crop", [&] {
+    Backend::for_each_4d(Shape4{pr.N * pr.cin, Th * Tw, Qh, Qw, false},
+                         PhaseColumns<scalar_t>{input.const_data_ptr<scalar_t>(), cols.mutable_data_ptr<scalar_t>(),
+                                                strides4(input), pr.cin, pr.h.n_in, pr.w.n_in, Tw, qy0, qx0});
+  });
   return cols.view({pr.N, pr.groups, pr.cin_g * Th * Tw, Qh * Qw});
 }
 
@@ -223,16 +217,27 @@ void run_phase_gemm(const Problem& pr, const at::Tensor& input, const at::Tensor
   const bool transposed = channels_last_out || Th * Tw > 1;
   const bool phase_major = channels_last_out;  // M order (ry, rx, co), else (co, ry, rx)
   // Wp[g, m, (ci, ty, tx)] = weight[g*cin_g + ci, co, ty*s_h + ry, tx*s_w + rx] (zero past k). For
-  // k == s in (co, ry, rx) order this is a view of the weight: no copy.
-  auto w7 = at::constant_pad_nd(weight, {0, Tw * w.s - w.k, 0, Th * h.s - h.k})
-                .reshape({G, pr.cin_g, cout_g, Th, h.s, Tw, w.s});
-  auto wp = (phase_major ? w7.permute({0, 4, 6, 2, 1, 3, 5}) : w7.permute({0, 2, 4, 6, 1, 3, 5})).reshape({G, M, K});
+  // k == s in (co, ry, rx) order this is a view of the weight; otherwise PhaseWeights writes it
+  // in one pass (a permute + reshape copy through ATen took 40 us for FCN-8s' upscore2 weight).
+  const bool weight_view = h.k == h.s && w.k == w.s && !phase_major;
+  at::Tensor wp;
+  if (weight_view) {
+    wp = weight.reshape({G, pr.cin_g, cout_g * h.s * w.s}).transpose(1, 2);
+  } else {
+    wp = at::empty({G, M, K}, weight.options());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight.scalar_type(), "fastseg.conv_transpose2d_crop", [&] {
+      Backend::for_each_4d(Shape4{G, M, pr.cin_g, Th * Tw, false},
+                           PhaseWeights<scalar_t>{weight.const_data_ptr<scalar_t>(), wp.mutable_data_ptr<scalar_t>(),
+                                                  strides4(weight), pr.cin_g, cout_g, h.k, w.k, h.s, w.s, Tw,
+                                                  phase_major});
+    });
+  }
   const bool whole_input = Th == 1 && Tw == 1 && qy0 == 0 && qx0 == 0 && Qh == h.n_in && Qw == w.n_in;
   // A channels-last input already is cols^T [n, q, ci]: used as a view.
   const bool input_is_cols_t = whole_input && transposed && G == 1 && is_channels_last(input);
   at::Tensor cols = input_is_cols_t ? input.permute({0, 2, 3, 1}).reshape({pr.N, 1, Qh * Qw, K}).transpose(2, 3)
                     : whole_input   ? input.reshape({pr.N, G, K, Qh * Qw})
-                                    : phase_columns(input, pr, Th, Tw, qy0, Qh, qx0, Qw);
+                                    : phase_columns<Backend>(input, pr, Th, Tw, qy0, Qh, qx0, Qw);
   // One GEMM per (image, group), written into P's slices (no batched-broadcast copies).
   auto phases = at::empty(transposed ? std::vector<int64_t>{pr.N, G, Qh * Qw, M} : std::vector<int64_t>{pr.N, G, M, Qh * Qw},
                           input.options());
@@ -258,7 +263,7 @@ void run_phase_gemm(const Problem& pr, const at::Tensor& input, const at::Tensor
     Backend::for_each_4d(out_shape(out), PhaseGather<scalar_t>{phases.const_data_ptr<scalar_t>(),
                                                               b ? b->const_data_ptr<scalar_t>() : nullptr,
                                                               out.mutable_data_ptr<scalar_t>(), ps, out_strides(out),
-                                                              h, w, qy0, qx0, G, cout_g});
+                                                              h, w, qy0, qx0, G, cout_g, phase_cols(w)});
   });
 }
 
