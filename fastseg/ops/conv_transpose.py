@@ -6,8 +6,9 @@ output_size=(OH, OW))` equals `F.conv_transpose2d(x, w, b, stride, padding, 0, g
 dilation)[:, :, top:top+OH, left:left+OW]`; only the crop is computed. Kernels in
 csrc/ops/conv_transpose/ (the strategy is picked by shape there).
 
-Autograd: the backward is ATen's `convolution_backward` of the transposed convolution, over the
-crop's frame (see `_conv_backward`; double backward works too).
+Autograd (registered in C++, csrc/ops/conv_transpose/conv_transpose_autograd.cpp, so no Python
+runs per call): the backward is ATen's `convolution_backward` of the transposed convolution, over
+the crop's frame; double backward works too.
 
 The out= rule: without autograd recording (inference, `torch.no_grad()`, or no operand that
 requires grad) the result is written straight into `out`. When autograd records, the
@@ -18,7 +19,6 @@ through `out` and its base). For training without that copy, use `conv_transpose
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from .. import _loader
 from ._utils import IntPair, as_batched, empty_4d, pair
@@ -57,8 +57,8 @@ def _arguments(op, input, weight, bias, stride, padding, dilation, groups, crop,
     c = pair(crop, op, "crop", minimum=0)
     if not isinstance(groups, (int, torch.SymInt)) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"fastseg.{op}: groups must be an int >= 1, got {groups!r}")
-    full = conv_transpose_full_size(x.shape[-2:], weight.shape[-2:], s, p, d)
     if output_size is None:
+        full = conv_transpose_full_size(x.shape[-2:], weight.shape[-2:], s, p, d)
         size = (full[0] - c[0], full[1] - c[1])
         if size[0] < 0 or size[1] < 0:
             raise ValueError(f"fastseg.{op}: crop {c} must lie inside the full output of {full[0]}x{full[1]}")
@@ -70,7 +70,7 @@ def _arguments(op, input, weight, bias, stride, padding, dilation, groups, crop,
         if len(size) == 4:
             size = size[2:]
         size = pair(size, op, "output_size", minimum=0)
-    return x, unbatched, list(s), list(p), list(d), groups, list(c), list(size)
+    return x, unbatched, s, p, d, groups, c, size
 
 
 def conv_transpose2d_crop(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -176,76 +176,8 @@ def _ct_cat_fake(input, weight, bias, skip, stride, padding, dilation, groups, c
     return _fake_output(input, weight, groups, output_size, extra_channels=skip.shape[1])
 
 
-# ----------------------------------------------------------------------------- autograd
-
-def _conv_backward(grad, input, weight, has_bias, stride, padding, dilation, groups, crop, needs):
-    """Gradients of conv_transpose2d_crop for (input, weight, bias) from the cropped output's:
-    ATen's convolution_backward of a transposed convolution whose output frame is the crop
-    itself where padding/output_padding can express it (balanced margins: no copy), else the
-    smallest frame around it, with the gradient zero-padded to that frame."""
-    mask = [needs[0], needs[1], needs[2] and has_bias]
-    if not any(mask):
-        return None, None, None
-    full0 = conv_transpose_full_size(input.shape[-2:], weight.shape[-2:], stride, (0, 0), dilation)
-    pad, out_pad, extra = [], [], []
-    for i in range(2):
-        lead = crop[i] + padding[i]
-        trail = full0[i] - lead - grad.shape[-2 + i]
-        if 0 <= lead - trail < max(stride[i], dilation[i]):
-            p, op = lead, lead - trail
-        else:
-            p, op = min(lead, trail), 0
-        pad.append(p)
-        out_pad.append(op)
-        extra += [lead - p, max(0, trail + op - p)]
-    if any(extra):
-        grad = F.pad(grad, (extra[2], extra[3], extra[0], extra[1]))
-    gi, gw, gb = torch.ops.aten.convolution_backward.default(
-        grad, input, weight, [weight.shape[1] * groups] if has_bias else None, stride, pad, dilation,
-        True, out_pad, groups, mask)
-    return (gi if mask[0] else None), (gw if mask[1] else None), (gb if mask[2] else None)
-
-
-def _ct_setup(ctx, inputs, output):
-    input, weight, bias = inputs[:3]
-    ctx.geometry = inputs[3:8]
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(input, weight)
-
-
-def _ct_backward(ctx, grad):
-    input, weight = ctx.saved_tensors
-    s, p, d, g, c = ctx.geometry
-    gi, gw, gb = _conv_backward(grad, input, weight, ctx.has_bias, s, p, d, g, c, ctx.needs_input_grad[:3])
-    return gi, gw, gb, None, None, None, None, None, None
-
-
-def _ct_cat_setup(ctx, inputs, output):
-    input, weight, bias, skip = inputs[:4]
-    s, p, d, g, c, size, sc = inputs[4:11]
-    ctx.geometry = (s, p, d, g, c)
-    ctx.skip_geometry = (skip.shape[1], skip.shape[2], skip.shape[3], sc, size)
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(input, weight)
-
-
-def _ct_cat_backward(ctx, grad):
-    input, weight = ctx.saved_tensors
-    s, p, d, g, c = ctx.geometry
-    cs, hs, ws, sc, size = ctx.skip_geometry
-    needs = ctx.needs_input_grad
-    gi, gw, gb = _conv_backward(grad[:, cs:], input, weight, ctx.has_bias, s, p, d, g, c,
-                                (needs[0], needs[1], needs[2]))
-    gs = None
-    if needs[3]:
-        gs = F.pad(grad[:, :cs], (sc[1], ws - sc[1] - size[1], sc[0], hs - sc[0] - size[0]))
-    return gi, gw, gb, gs, None, None, None, None, None, None, None
-
-
 if _loader.HAS_OPS:
     torch.library.register_fake("fastseg::conv_transpose2d_crop")(_ct_fake)
     torch.library.register_fake("fastseg::conv_transpose2d_crop_out")(_ct_out_fake)
     torch.library.register_fake("fastseg::conv_transpose2d_crop_cat")(_ct_cat_fake)
-    torch.library.register_autograd("fastseg::conv_transpose2d_crop", _ct_backward, setup_context=_ct_setup)
-    torch.library.register_autograd("fastseg::conv_transpose2d_crop_cat", _ct_cat_backward,
-                                    setup_context=_ct_cat_setup)
+    # Autograd is registered in C++ (csrc/ops/conv_transpose/conv_transpose_autograd.cpp).
