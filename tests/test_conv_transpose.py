@@ -189,6 +189,33 @@ def test_cat_gradcheck(device, strategy):
     assert torch.autograd.gradcheck(lambda *a: fops.conv_transpose2d_crop_cat(*a, 2), (x, w, b, skip))
 
 
+@pytest.mark.parametrize("needs", ["x", "w", "b", "skip", "x+skip", "w+b"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
+def test_cat_partial_grads(device, needs, with_bias):
+    """Gradients when only some operands require them, with and without a bias (the C++ autograd
+    numbers its tensor inputs without the absent bias: skip is then input 2)."""
+    if "b" in needs.split("+") and not with_bias:
+        pytest.skip("no bias to differentiate")
+    names = needs.split("+")
+    x = randn((2, 3, 4, 3), torch.float64, device, 1).requires_grad_("x" in names)
+    w = randn((3, 2, 2, 2), torch.float64, device, 2).requires_grad_("w" in names)
+    b = randn((2,), torch.float64, device, 3).requires_grad_("b" in names) if with_bias else None
+    skip = randn((2, 4, 10, 7), torch.float64, device, 4).requires_grad_("skip" in names)
+    leaves = [t for t in (x, w, b, skip) if t is not None and t.requires_grad]
+    got = fops.conv_transpose2d_crop_cat(x, w, b, skip, 2)
+    cot = randn(got.shape, torch.float64, device, 5)
+    exp = torch.cat([skip[:, :, 1:9, 0:6], F.conv_transpose2d(x, w, b, 2)], 1)
+    for a, e in zip(torch.autograd.grad(got, leaves, cot), torch.autograd.grad(exp, leaves, cot)):
+        torch.testing.assert_close(a, e)
+    got = fops.conv_transpose2d_crop(x, w, b, 2, crop=(1, 0), output_size=(6, 5))
+    exp = F.conv_transpose2d(x, w, b, 2)[:, :, 1:7, 0:5]
+    leaves = [t for t in leaves if t is not skip]
+    if leaves:
+        cot = randn(got.shape, torch.float64, device, 6)
+        for a, e in zip(torch.autograd.grad(got, leaves, cot), torch.autograd.grad(exp, leaves, cot)):
+            torch.testing.assert_close(a, e)
+
+
 # ----------------------------------------------------------------------------- autograd, PyTorch machinery
 
 @pytest.mark.parametrize("geometry", [((2, 2), (0, 0), (1, 1), 1, (1, 1), (6, 8)),
