@@ -116,16 +116,6 @@ struct DirectGather {
       for (int64_t x = 0; x < w.n_out; ++x) (*this)(0, n, co, y, x, ry, cols[x]);
       return 0;
     }
-    if (w.s >= 4 && w.s <= w.n_out) {
-      acc_t* acc = static_cast<acc_t*>(scratch);
-      switch (w.s) {  // the usual upsampling factors get fixed-width, fully vectorised blocks
-        case 4: return run_row_blocks<4>(n, co, y, ry, acc);
-        case 8: return run_row_blocks<8>(n, co, y, ry, acc);
-        case 16: return run_row_blocks<16>(n, co, y, ry, acc);
-        case 32: return run_row_blocks<32>(n, co, y, ry, acc);
-        default: return run_row_blocks<0>(n, co, y, ry, acc);
-      }
-    }
     acc_t* acc = static_cast<acc_t*>(scratch);
     const int64_t s = w.s, z0 = w.crop + w.p;
     const int64_t g = co / cout_g, co_g = co - g * cout_g;
@@ -159,65 +149,6 @@ struct DirectGather {
         }
       }
       for (int64_t m = 0; m < count; ++m) dst[(x_first + m * s) * os.w] = T(acc[m]);
-    }
-    return 0;
-  }
-  // Row form for large strides (FCN / bilinear upsampling: s = 8, 16, 32; dilation 1): the row in
-  // output order, one block of s outputs per input column q (x + crop + p = q*s + r, r = 0..s-1).
-  // In a block every output reads the same input columns q, q - 1, ..., and output r takes tap
-  // r + j*s from column q - j, so each (ci, ty, j) is one s-wide multiply-add of a weight-row
-  // segment by one broadcast input value, and the block is stored contiguously. (The phase loop
-  // above stores with stride s, which for s = 8 cost more than all its multiply-adds.) Same terms
-  // in the same order as operator(): ci, then ty, then j ascending.
-  // S: the stride when it is a compile-time constant (full blocks then run fixed-width loops on a
-  // local accumulator the compiler knows aliases nothing), else 0 (runtime s, scratch accumulator).
-  template <int S>
-  int64_t run_row_blocks(int64_t n, int64_t co, int64_t y, Axis ry, at::opmath_type<T>* scratch) const {
-    using acc_t = at::opmath_type<T>;
-    constexpr bool kFixed = S > 0;
-    acc_t local[kFixed ? S : 1];
-    acc_t* acc = kFixed ? local : scratch;
-    const int64_t s = kFixed ? S : w.s, z0 = w.crop + w.p;
-    const int64_t g = co / cout_g, co_g = co - g * cout_g;
-    const acc_t b0 = bias != nullptr ? acc_t(bias[co]) : acc_t(0);
-    T* dst = out + n * os.n + co * os.c + y * os.h;
-    const int64_t q_first = z0 / s, q_last = (z0 + w.n_out - 1) / s;
-    for (int64_t q = q_first; q <= q_last; ++q) {
-      const int64_t r_lo = q == q_first ? z0 - q * s : 0;
-      const int64_t r_hi = q == q_last ? z0 + w.n_out - q * s : s;
-      if (kFixed) {
-        for (int r = 0; r < S; ++r) local[r] = b0;
-      } else {
-        for (int64_t r = r_lo; r < r_hi; ++r) acc[r] = b0;
-      }
-      // Taps j with input column q - j inside [0, n_in) and r + j*s < k for some r.
-      const int64_t j_lo = std::max<int64_t>(0, q - (w.n_in - 1)), j_hi = std::min<int64_t>(q, (w.k - 1) / s);
-      for (int64_t ci = g * cin_g; ci < (g + 1) * cin_g; ++ci) {
-        const T* in_c = input + n * is.n + ci * is.c;
-        const T* w_c = weight + (ci * cout_g + co_g) * h.k * w.k;
-        for (int64_t ty = ry.a, iy = ry.b; ty < h.k && iy >= 0; ty += h.step_k, iy -= h.step_i) {
-          const T* in_row = in_c + iy * is.h;
-          const T* w_row = w_c + ty * w.k;
-          for (int64_t j = j_lo; j <= j_hi; ++j) {
-            const acc_t v = acc_t(in_row[(q - j) * is.w]);
-            const T* wj = w_row + j * s;
-            const int64_t hi = std::min<int64_t>(r_hi, w.k - j * s);
-            if (kFixed && r_lo == 0 && hi == S) {
-              for (int r = 0; r < S; ++r) local[r] += v * acc_t(wj[r]);
-            } else {
-              for (int64_t r = r_lo; r < hi; ++r) acc[r] += v * acc_t(wj[r]);
-            }
-          }
-        }
-      }
-      T* dq = dst + (q * s - z0) * os.w;
-      if (kFixed && r_lo == 0 && r_hi == S && os.w == 1) {
-        for (int r = 0; r < S; ++r) dq[r] = T(local[r]);
-      } else if (os.w == 1) {
-        for (int64_t r = r_lo; r < r_hi; ++r) dq[r] = T(acc[r]);
-      } else {
-        for (int64_t r = r_lo; r < r_hi; ++r) dq[r * os.w] = T(acc[r]);
-      }
     }
     return 0;
   }
