@@ -43,6 +43,16 @@ def _pip_cuda_include_dirs():
     return dirs
 
 
+def _openmp_flags():
+    """-fopenmp where torch's CPU parallelism is OpenMP (its Linux wheels): at::parallel_for is a
+    header template that runs serially unless the including code is compiled with OpenMP, so
+    without it every fastseg CPU kernel used one thread. The libgomp.so.1 that torch has already
+    loaded serves our references too (same soname)."""
+    if sys.platform.startswith("linux") and "OpenMP" in torch.__config__.parallel_info():
+        return ["-fopenmp"]
+    return []
+
+
 def _extension():
     use_cuda = _use_cuda()
     debug = os.environ.get("DEBUG", "0") == "1"
@@ -51,7 +61,7 @@ def _extension():
     include_dirs = [os.path.join(ROOT, "csrc")]
     define_macros = []
     # No -std flag: cpp_extension picks the standard the installed torch needs (C++20 from 2.13).
-    extra = {"cxx": opt + ["-fdiagnostics-color=always"]}
+    extra = {"cxx": opt + ["-fdiagnostics-color=always"] + _openmp_flags()}
     ext_cls = cpp_extension.CppExtension
     if use_cuda:
         if cpp_extension.CUDA_HOME is None:
@@ -71,6 +81,7 @@ def _extension():
         include_dirs=include_dirs,
         define_macros=define_macros,
         extra_compile_args=extra,
+        extra_link_args=_openmp_flags(),
         py_limited_api=True,
     )
 
