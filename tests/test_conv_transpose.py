@@ -40,6 +40,38 @@ def test_kernel_forms_agree(device, form, name):
                     desc=c["desc"])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=["f32", "f64", "bf16"])
+def test_direct_row_form_bit_exact(dtype):
+    """The direct gather's CPU row form (phase by phase) sums the same terms in the same order as
+    the per-element body (what CUDA runs): the same bits, for FCN/bilinear strides, crops that
+    start and end mid-phase, padding, groups, kernels that are not multiples of the stride, and a
+    strided output."""
+    geometries = [  # cin, cout, groups, hw, k, s, p, crop, size
+        (1, 1, 1, (9, 11), 16, 8, 0, (4, 3), (60, 70)),         # bilinear x8, crop mid-block
+        (6, 6, 6, (5, 7), 16, 8, 0, (0, 0), None),              # depthwise, whole output
+        (3, 4, 1, (4, 5), 32, 16, 3, (5, 9), (40, 50)),         # FCN-16s-like, padding
+        (2, 2, 2, (3, 3), 13, 4, 1, (2, 0), (9, 8)),            # k not a multiple of s
+        (2, 3, 1, (2, 6), 5, 4, 0, (1, 2), (4, 19)),            # k < 2s, short rows
+        (4, 2, 2, (3, 2), 64, 32, 0, (19, 7), (33, 32)),        # FCN-32s-like, s == n_out
+    ]
+    for i, (cin, cout, g, hw, k, s, p, crop, size) in enumerate(geometries):
+        x = randn((2, cin, *hw), dtype, "cpu", 10 + i)
+        w = randn((cin, cout // g, k, k), dtype, "cpu", 20 + i)
+        b = randn((cout,), dtype, "cpu", 30 + i)
+        outs = []
+        for form in ("row", "element"):
+            with C.strategy("direct"), helpers.cpu_kernel_form(form):
+                outs.append(fops.conv_transpose2d_crop(x, w, b, s, p, 1, g, crop, size))
+                oh, ow = outs[-1].shape[-2:]
+                view = torch.zeros(2, cout, oh, 3 * ow, dtype=dtype)[..., ::3]  # x stride 3
+                fops.conv_transpose2d_crop(x, w, b, s, p, 1, g, crop, size, out=view)
+                outs.append(view.clone())
+        helpers.assert_same(outs[0], outs[2], f"geometry {i}")
+        helpers.assert_same(outs[1], outs[3], f"geometry {i}, strided out")
+        helpers.assert_same(outs[0], outs[1], f"geometry {i}, strided out vs contiguous")
+        C.check(x, w, b, (s, s), (p, p), (1, 1), g, crop, size, grad=False, desc=f"geometry {i}")
+
+
 def randn(shape, dtype=torch.float32, device="cpu", seed=0):
     return torch.randn(shape, generator=torch_gen(seed), dtype=torch.float64).to(dtype).to(device)
 
