@@ -6,6 +6,7 @@
 //
 // The out= op has no autograd kernel: fastseg/ops/conv_transpose.py decides (see its docstring).
 #include <array>
+#include <initializer_list>
 #include <tuple>
 #include <vector>
 
@@ -16,7 +17,31 @@
 
 namespace fastseg {
 namespace conv_transpose {
+
+bool& output_for_backward() {
+  thread_local bool value = false;
+  return value;
+}
+
 namespace {
+
+// Sets output_for_backward() for the duration of one op call (conv_transpose_ops.h: new_output).
+class OutputForBackward {
+ public:
+  explicit OutputForBackward(bool on) : old_(output_for_backward()) { output_for_backward() = on; }
+  ~OutputForBackward() { output_for_backward() = old_; }
+
+ private:
+  bool old_;
+};
+
+bool records(std::initializer_list<const at::Tensor*> tensors) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : tensors) {
+    if (t != nullptr && t->defined() && t->requires_grad()) return true;
+  }
+  return false;
+}
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -155,6 +180,7 @@ class ConvTransposeCropCat : public torch::autograd::Function<ConvTransposeCropC
 at::Tensor crop_autograd(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                          c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
                          c10::SymIntArrayRef crop, c10::SymIntArrayRef output_size) {
+  OutputForBackward scope(records({&input, &weight, bias ? &*bias : nullptr}));
   return ConvTransposeCrop::apply(input, weight, bias, stride, padding, dilation, groups, crop, output_size);
 }
 
@@ -162,6 +188,7 @@ at::Tensor crop_cat_autograd(const at::Tensor& input, const at::Tensor& weight, 
                              const at::Tensor& skip, c10::IntArrayRef stride, c10::IntArrayRef padding,
                              c10::IntArrayRef dilation, int64_t groups, c10::SymIntArrayRef crop,
                              c10::SymIntArrayRef output_size, c10::SymIntArrayRef skip_crop) {
+  OutputForBackward scope(records({&input, &weight, bias ? &*bias : nullptr, &skip}));
   return ConvTransposeCropCat::apply(input, weight, bias, skip, stride, padding, dilation, groups, crop, output_size,
                                      skip_crop);
 }
