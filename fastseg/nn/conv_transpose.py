@@ -1,6 +1,10 @@
 """Transpose-convolution layers: ConvTranspose2dCrop (a drop-in nn.ConvTranspose2d with a fused
 crop), BilinearUpsample2d (FCN's fixed bilinear upsampling) and UpConcat (U-Net's up-convolution
-+ copy-and-crop concat in one buffer)."""
++ copy-and-crop concat in one buffer).
+
+Each layer has a `reference` flag (see `fastseg.nn.set_reference`): when set, it runs the plain
+PyTorch form users would otherwise write (`F.conv_transpose2d`, then slicing, then `torch.cat`),
+on the same parameters."""
 from typing import Optional, Sequence
 
 import torch
@@ -33,6 +37,7 @@ class ConvTranspose2dCrop(nn.ConvTranspose2d):
         self.crop = pair(crop, "ConvTranspose2dCrop", "crop", minimum=0)
         self.crop_size = None if output_size is None else pair(tuple(output_size)[-2:], "ConvTranspose2dCrop",
                                                                "output_size", minimum=0)
+        self.reference = False
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -42,8 +47,10 @@ class ConvTranspose2dCrop(nn.ConvTranspose2d):
             s += f", output_size={self.crop_size}"
         return s
 
-    def _frame(self, input: torch.Tensor, output_size: Optional[Sequence[int]]):
-        """(padding, crop, size) for ops.conv_transpose2d_crop."""
+    def _frame(self, input: torch.Tensor, output_size: Optional[Sequence[int]],
+               crop_size: Optional[Sequence[int]] = None):
+        """(padding, crop, size, extra) for ops.conv_transpose2d_crop; `crop_size` overrides the
+        constructor's `output_size` for one call."""
         input_hw = input.shape[-2:]
         if output_size is not None:  # nn.ConvTranspose2d.forward's output_size picks output_padding
             out_pad = self._output_padding(input, list(output_size), list(self.stride), list(self.padding),
@@ -51,7 +58,9 @@ class ConvTranspose2dCrop(nn.ConvTranspose2d):
         else:
             out_pad = self.output_padding
         full = ops.conv_transpose_full_size(input_hw, self.kernel_size, self.stride, self.padding, self.dilation)
-        if self.crop_size is not None:
+        if crop_size is not None:
+            size = pair(tuple(crop_size)[-2:], "ConvTranspose2dCrop", "crop_size", minimum=0)
+        elif self.crop_size is not None:
             size = self.crop_size
         else:
             size = tuple(full[i] + out_pad[i] - self.crop[i] for i in range(2))
@@ -64,10 +73,21 @@ class ConvTranspose2dCrop(nn.ConvTranspose2d):
         inside = tuple(max(0, min(size[i], full0[i] - crop0[i])) for i in range(2))
         return (0, 0), crop0, inside, (size[0] - inside[0], size[1] - inside[1])
 
-    def forward(self, input: torch.Tensor, output_size: Optional[Sequence[int]] = None) -> torch.Tensor:
-        padding, crop, size, extra = self._frame(input, output_size)
-        y = ops.conv_transpose2d_crop(input, self.weight, self.bias, self.stride, padding, self.dilation,
-                                      self.groups, crop, size)
+    def _cropped(self, input: torch.Tensor, padding, crop, size) -> torch.Tensor:
+        """The crop of the transposed convolution: fastseg's op, or in reference mode
+        F.conv_transpose2d followed by slicing."""
+        if self.reference:
+            return _conv_transpose_then_slice(input, self.weight, self.bias, self.stride, padding, self.dilation,
+                                              self.groups, crop, size)
+        return ops.conv_transpose2d_crop(input, self.weight, self.bias, self.stride, padding, self.dilation,
+                                         self.groups, crop, size)
+
+    def forward(self, input: torch.Tensor, output_size: Optional[Sequence[int]] = None, *,
+                crop_size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """`output_size` as in nn.ConvTranspose2d (picks output_padding); `crop_size=(OH, OW)`
+        sets this call's crop size (e.g. the input image's size in FCN's final upscore)."""
+        padding, crop, size, extra = self._frame(input, output_size, crop_size)
+        y = self._cropped(input, padding, crop, size)
         if extra != (0, 0):
             y = F.pad(y, (0, extra[1], 0, extra[0]))
             if self.bias is not None:
@@ -91,6 +111,7 @@ class BilinearUpsample2d(nn.Module):
                              persistent=False)
         self.crop = pair(factor // 2 if crop is None else crop, "BilinearUpsample2d", "crop", minimum=0)
         self.crop_size = output_size
+        self.reference = False
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, factor={self.factor}, crop={self.crop}"
@@ -99,8 +120,8 @@ class BilinearUpsample2d(nn.Module):
         size = self.crop_size
         if size is None and self.crop == (self.factor // 2,) * 2:
             size = (input.shape[-2] * self.factor, input.shape[-1] * self.factor)
-        return ops.conv_transpose2d_crop(input, self.weight.to(input.dtype), None, self.factor, 0, 1, self.channels,
-                                         self.crop, size)
+        fn = _conv_transpose_then_slice if self.reference else ops.conv_transpose2d_crop
+        return fn(input, self.weight.to(input.dtype), None, self.factor, 0, 1, self.channels, self.crop, size)
 
 
 class UpConcat(ConvTranspose2dCrop):
@@ -116,7 +137,25 @@ class UpConcat(ConvTranspose2dCrop):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias=bias, device=device,
                          dtype=dtype)
 
-    def forward(self, input: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        padding, crop, size, _ = self._frame(input, None)  # no output_padding: extra is (0, 0)
+    def forward(self, input: torch.Tensor, skip: torch.Tensor, *,
+                crop_size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """`crop_size=(OH, OW)`: keep only the top-left OHxOW of the up-convolution (e.g. the
+        skip's size, for a "same"-padded U-Net on sizes that do not halve evenly)."""
+        padding, crop, size, extra = self._frame(input, None, crop_size)
+        if extra != (0, 0):
+            raise ValueError(f"fastseg.UpConcat: crop_size {tuple(size)} exceeds the up-convolution's output")
+        if self.reference:
+            up = _conv_transpose_then_slice(input, self.weight, self.bias, self.stride, padding, self.dilation,
+                                            self.groups, crop, size)
+            oh, ow = up.shape[-2:]
+            top, left = (skip.shape[-2] - oh) // 2, (skip.shape[-1] - ow) // 2
+            return torch.cat([skip[..., top:top + oh, left:left + ow], up], dim=-3)
         return ops.conv_transpose2d_crop_cat(input, self.weight, self.bias, skip, self.stride, padding,
                                              self.dilation, self.groups, crop, size)
+
+
+def _conv_transpose_then_slice(input, weight, bias, stride, padding, dilation, groups, crop, size):
+    """What users write without fastseg: the full transposed convolution, then a slice (a view)."""
+    y = F.conv_transpose2d(input, weight, bias, stride, padding, 0, groups, dilation)
+    top, left = crop
+    return y[..., top:top + size[0], left:left + size[1]]

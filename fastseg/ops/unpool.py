@@ -66,6 +66,10 @@ def unpool_output_size(input_hw: Sequence[int], kernel_size, stride, padding,
             raise ValueError(f"fastseg.{op}: output_size must be a sequence of 2 or 4 ints, got {output_size!r}")
         for d in range(2):
             lo, hi = default[d] - stride[d], default[d] + stride[d]
+            if isinstance(size[d], torch.SymInt) or isinstance(default[d], torch.SymInt):
+                # Symbolic (export / compile with dynamic shapes): checking here would specialise
+                # the sizes; the kernel checks the same rule at run time (check_unpool_size).
+                continue
             if not (lo < size[d] < hi):
                 raise ValueError(
                     f"fastseg.{op}: output_size {tuple(size)} is inconsistent with the pooling geometry: "
@@ -79,7 +83,10 @@ def pool_output_size(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
     """PyTorch's pooling_output_shape (dilation 1)."""
     num = size + 2 * p - (k - 1) - 1 + (s - 1 if ceil_mode else 0)
     out = num // s + 1
-    if ceil_mode and (out - 1) * s >= size + p:
+    # The last window must start inside the input (or its left padding). Without padding and
+    # with k >= s it always does; skipping the test then keeps symbolic sizes (torch.export with
+    # dynamic shapes) free of a guard that the shape solver cannot prove.
+    if ceil_mode and (p > 0 or k < s) and (out - 1) * s >= size + p:
         out -= 1
     return out
 

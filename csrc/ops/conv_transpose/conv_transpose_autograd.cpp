@@ -43,6 +43,25 @@ bool records(std::initializer_list<const at::Tensor*> tensors) {
   return false;
 }
 
+// The ops below autograd (the device kernels).
+const auto& crop_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("fastseg::conv_transpose2d_crop", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                         c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef, int64_t,
+                                         c10::SymIntArrayRef, c10::SymIntArrayRef)>();
+  return op;
+}
+
+const auto& crop_cat_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("fastseg::conv_transpose2d_crop_cat", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                         const at::Tensor&, c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef,
+                                         int64_t, c10::SymIntArrayRef, c10::SymIntArrayRef, c10::SymIntArrayRef)>();
+  return op;
+}
+
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -122,15 +141,10 @@ class ConvTransposeCrop : public torch::autograd::Function<ConvTransposeCrop> {
                             const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                             c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
                             c10::SymIntArrayRef crop, c10::SymIntArrayRef output_size) {
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("fastseg::conv_transpose2d_crop", "")
-                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                                           c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef, int64_t,
-                                           c10::SymIntArrayRef, c10::SymIntArrayRef)>();
     at::AutoDispatchBelowADInplaceOrView below;
     save_geometry(ctx, stride, padding, dilation, groups, crop, bias.has_value() && bias->defined());
     ctx->save_for_backward({input, weight});
-    return op.call(input, weight, bias, stride, padding, dilation, groups, crop, output_size);
+    return crop_op().call(input, weight, bias, stride, padding, dilation, groups, crop, output_size);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -146,18 +160,14 @@ class ConvTransposeCropCat : public torch::autograd::Function<ConvTransposeCropC
                             c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
                             c10::SymIntArrayRef crop, c10::SymIntArrayRef output_size,
                             c10::SymIntArrayRef skip_crop) {
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("fastseg::conv_transpose2d_crop_cat", "")
-                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                                           const at::Tensor&, c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef,
-                                           int64_t, c10::SymIntArrayRef, c10::SymIntArrayRef, c10::SymIntArrayRef)>();
     at::AutoDispatchBelowADInplaceOrView below;
     save_geometry(ctx, stride, padding, dilation, groups, crop, bias.has_value() && bias->defined());
     ctx->saved_data["skip_shape"] = skip.sym_sizes().size() == 4 ? guard_ints(skip.sym_sizes()) : std::vector<int64_t>{};
     ctx->saved_data["skip_crop"] = guard_ints(skip_crop);
     ctx->saved_data["output_size"] = guard_ints(output_size);
     ctx->save_for_backward({input, weight});
-    return op.call(input, weight, bias, skip, stride, padding, dilation, groups, crop, output_size, skip_crop);
+    return crop_cat_op().call(input, weight, bias, skip, stride, padding, dilation, groups, crop, output_size,
+                              skip_crop);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -180,7 +190,12 @@ class ConvTransposeCropCat : public torch::autograd::Function<ConvTransposeCropC
 at::Tensor crop_autograd(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                          c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
                          c10::SymIntArrayRef crop, c10::SymIntArrayRef output_size) {
-  OutputForBackward scope(records({&input, &weight, bias ? &*bias : nullptr}));
+  const bool record = records({&input, &weight, bias ? &*bias : nullptr});
+  if (!record) {  // inference: no autograd node, and no saved geometry that would specialise SymInts
+    at::AutoDispatchBelowADInplaceOrView below;
+    return crop_op().call(input, weight, bias, stride, padding, dilation, groups, crop, output_size);
+  }
+  OutputForBackward scope(true);
   return ConvTransposeCrop::apply(input, weight, bias, stride, padding, dilation, groups, crop, output_size);
 }
 
@@ -188,7 +203,13 @@ at::Tensor crop_cat_autograd(const at::Tensor& input, const at::Tensor& weight, 
                              const at::Tensor& skip, c10::IntArrayRef stride, c10::IntArrayRef padding,
                              c10::IntArrayRef dilation, int64_t groups, c10::SymIntArrayRef crop,
                              c10::SymIntArrayRef output_size, c10::SymIntArrayRef skip_crop) {
-  OutputForBackward scope(records({&input, &weight, bias ? &*bias : nullptr, &skip}));
+  const bool record = records({&input, &weight, bias ? &*bias : nullptr, &skip});
+  if (!record) {  // as in crop_autograd
+    at::AutoDispatchBelowADInplaceOrView below;
+    return crop_cat_op().call(input, weight, bias, skip, stride, padding, dilation, groups, crop, output_size,
+                              skip_crop);
+  }
+  OutputForBackward scope(true);
   return ConvTransposeCropCat::apply(input, weight, bias, skip, stride, padding, dilation, groups, crop, output_size,
                                      skip_crop);
 }

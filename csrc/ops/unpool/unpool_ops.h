@@ -46,6 +46,20 @@ inline void check_plane_size(const char* op, const char* name, int64_t H, int64_
               " is too large");
 }
 
+// PyTorch's rule for an explicit unpooling size (F.max_unpool2d): strictly within `stride` of the
+// default (h - 1) * s - 2p + k. The Python wrapper checks it too, except on symbolic sizes
+// (torch.export with dynamic shapes), where it cannot without specialising them: this is the check then.
+inline void check_unpool_size(const char* op, int64_t h, int64_t w, c10::IntArrayRef k, c10::IntArrayRef s,
+                              c10::IntArrayRef p, c10::IntArrayRef output_size) {
+  const int64_t in[2] = {h, w};
+  for (int d = 0; d < 2; ++d) {
+    const int64_t def = (in[d] - 1) * s[d] - 2 * p[d] + k[d];
+    TORCH_CHECK(def - s[d] < output_size[d] && output_size[d] < def + s[d], "fastseg.", op, ": output_size ",
+                output_size, " is inconsistent with the pooling geometry: dimension ", d, " must be in (",
+                def - s[d], ", ", def + s[d], ") exclusive (default ", def, ")");
+  }
+}
+
 inline Geom geom(c10::IntArrayRef k, c10::IntArrayRef s, c10::IntArrayRef p, int d, int64_t n) {
   return {k[d], s[d], p[d], n};
 }
@@ -113,6 +127,7 @@ at::Tensor max_unpool2d(const at::Tensor& input, const at::Tensor& indices, c10:
   check_geometry(op, k, s, p);
   check_pair(output_size, 0, op, "output_size");
   check_plane_size(op, "output_size", output_size[0], output_size[1]);
+  check_unpool_size(op, input.size(2), input.size(3), k, s, p, output_size);
   c10::DeviceGuard guard(input.device());
   const int64_t N = input.size(0), C = input.size(1), h = input.size(2), w = input.size(3);
   const int64_t H = output_size[0], W = output_size[1];
@@ -270,6 +285,7 @@ at::Tensor max_unpool2d_compact(const at::Tensor& values, const at::Tensor& offs
   check_compact_window(op, k);
   check_pair(output_size, 0, op, "output_size");
   check_plane_size(op, "output_size", output_size[0], output_size[1]);
+  check_unpool_size(op, values.size(2), values.size(3), k, s, p, output_size);
   c10::DeviceGuard guard(values.device());
   const int64_t H = output_size[0], W = output_size[1];
   auto out = empty_4d(values, values.size(0), values.size(1), H, W, values.scalar_type());

@@ -1,0 +1,2 @@
+"""Backbones: feature extractors that keep torchvision's parameter names."""
+from .vgg import PoolStage, VGG16Features  # noqa: F401

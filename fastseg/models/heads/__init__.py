@@ -1,0 +1,2 @@
+"""Decoders and heads shared by the networks."""
+from .unpool_decoder import UnpoolDecoder  # noqa: F401
