@@ -3,4 +3,4 @@
 To add a family: write `benchmarks/cases/<family>.py` that builds `Case`s (see `unpool.py`) and
 calls `harness.register` on each, then import it below.
 """
-from . import conv_transpose, nms, panoptic, paste_masks, roi_align, unpool  # noqa: F401
+from . import conv_transpose, networks, nms, panoptic, paste_masks, roi_align, unpool  # noqa: F401
