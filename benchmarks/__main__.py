@@ -40,7 +40,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer repeats (a few minutes for every case on a 2-core CPU)")
     p.add_argument("--filter", action="append", metavar="NAME",
                    help="run only cases whose name or family contains NAME (or matches a glob such as "
-                        "'segnet_*'); repeatable, comma-separated lists allowed")
+                        "'segnet_*'); repeatable, comma-separated lists allowed. Default: every op case; the "
+                        "whole networks run with --filter network")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--out", default=harness.DEFAULT_RESULTS_DIR,
                    help="results root; files go to OUT/<device-slug>/ (default: benchmarks/results)")

@@ -151,13 +151,14 @@ def load_cases() -> Dict[str, Case]:
 
 def select_cases(patterns: Optional[Sequence[str]] = None) -> List[Case]:
     """Cases whose name or family matches any pattern: a glob (`segnet_*`) or, without
-    wildcards, a substring (`segnet`, `unpool`). Comma-separated patterns are split."""
+    wildcards, a substring (`segnet`, `unpool`). Comma-separated patterns are split. Without a
+    pattern: every op case, not the whole networks (`--filter network` runs those)."""
     load_cases()
     pats: List[str] = []
     for p in patterns or ():
         pats += [q.strip() for q in p.split(",") if q.strip()]
-    if not pats:
-        return list(REGISTRY.values())
+    if not pats:  # whole networks take minutes each (and compile): only when asked for
+        return [c for c in REGISTRY.values() if "network" not in c.tags]
 
     def match(p, s):
         return fnmatch.fnmatchcase(s, p) if any(c in p for c in "*?[") else p in s

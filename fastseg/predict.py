@@ -1,0 +1,79 @@
+"""python -m fastseg.predict --checkpoint CKPT --input IMAGE.png|synthetic:INDEX --out OUT.png
+
+Runs a trained network on one image and writes a colour overlay of its prediction (the image
+blended with one colour per class) next to the input, plus OUT_labels.png (the class index per
+pixel)."""
+import argparse
+import os
+import sys
+
+import torch
+
+from .data import SyntheticScenes, read_image, write_image, write_label_map
+from .train import checkpoint
+from .train.config import UsageError
+
+# Colours for data sets that bring none (VOC-like: bit-interleaved palette).
+def _palette(n: int):
+    out = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out.append((r, g, b))
+    return out
+
+
+def overlay(image: torch.Tensor, labels: torch.Tensor, colors, alpha: float = 0.55) -> torch.Tensor:
+    """float [3, H, W]: the image blended with each pixel's class colour (ignored pixels black)."""
+    table = torch.tensor(list(colors) + [(0, 0, 0)] * (256 - len(colors)), dtype=torch.float32) / 255
+    color = table[labels.clamp(0, 255)].permute(2, 0, 1)
+    return (1 - alpha) * image + alpha * color
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fastseg.predict", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input", required=True, help="an image file, or synthetic:INDEX (a SyntheticScenes val sample)")
+    p.add_argument("--out", required=True, help="output PNG (input | overlay side by side)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    args = p.parse_args(argv)
+    try:
+        ckpt = checkpoint.load(args.checkpoint)
+        model = checkpoint.build_model(ckpt).to(args.device).eval()
+        trained = ckpt.get("config", {})
+        colors = SyntheticScenes.colors if trained.get("data", "synthetic") == "synthetic" else _palette(256)
+        if args.input.startswith("synthetic:"):
+            try:
+                index = int(args.input.split(":", 1)[1])
+            except ValueError:
+                raise UsageError(f"--input {args.input!r}: synthetic:INDEX needs an integer index") from None
+            data = SyntheticScenes(index + 1, tuple(trained.get("image_size", (128, 128))), "val", trained.get("seed", 0))
+            image = data[index][0]
+        else:
+            if not os.path.isfile(args.input):
+                raise UsageError(f"--input {args.input!r} does not exist")
+            image = read_image(args.input)
+        with torch.no_grad():
+            logits = model(image[None].to(args.device))[0]
+        labels = logits.argmax(0).cpu()
+        if labels.shape != image.shape[-2:]:  # U-Net (valid): the prediction covers the centre
+            h, w = labels.shape
+            top, left = (image.shape[-2] - h) // 2, (image.shape[-1] - w) // 2
+            image = image[:, top:top + h, left:left + w]
+    except (UsageError, ValueError) as e:
+        p.exit(2, f"{p.prog}: error: {e}\n")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_image(args.out, torch.cat([image, overlay(image, labels, colors)], dim=2))
+    stem, _ = os.path.splitext(args.out)
+    write_label_map(stem + "_labels.png", labels)
+    print(f"wrote {args.out} and {stem}_labels.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
