@@ -65,12 +65,12 @@ const auto& crop_cat_op() {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Concrete ints of a SymInt list. Under torch.compile with dynamic shapes this specialises (guards
-// on) the crop geometry, which the kernels need as numbers anyway.
-std::vector<int64_t> guard_ints(c10::SymIntArrayRef v) {
+// Concrete ints of a saved SymInt list, taken in the backward only: the forward saves the sizes as
+// they come (symbolic under torch.export / torch.compile with dynamic shapes), so tracing the
+// forward never specialises them; the backward kernels need numbers.
+std::vector<int64_t> saved_ints(const c10::IValue& v) {
   std::vector<int64_t> out;
-  out.reserve(v.size());
-  for (const auto& s : v) out.push_back(s.guard_int(__FILE__, __LINE__));
+  for (const auto& s : v.toSymIntVector()) out.push_back(s.guard_int(__FILE__, __LINE__));
   return out;
 }
 
@@ -118,7 +118,7 @@ void save_geometry(AutogradContext* ctx, c10::IntArrayRef stride, c10::IntArrayR
   ctx->saved_data["padding"] = padding.vec();
   ctx->saved_data["dilation"] = dilation.vec();
   ctx->saved_data["groups"] = groups;
-  ctx->saved_data["crop"] = guard_ints(crop);
+  ctx->saved_data["crop"] = c10::IValue(crop);
   ctx->saved_data["has_bias"] = has_bias;
 }
 
@@ -131,7 +131,7 @@ std::array<at::Tensor, 3> backward_from(AutogradContext* ctx, const at::Tensor& 
   return conv_backward(grad, saved[0], saved[1], has_bias,
                        ctx->saved_data["stride"].toIntVector(), ctx->saved_data["padding"].toIntVector(),
                        ctx->saved_data["dilation"].toIntVector(), ctx->saved_data["groups"].toInt(),
-                       ctx->saved_data["crop"].toIntVector(),
+                       saved_ints(ctx->saved_data["crop"]),
                        {needs_grad(ctx, 0), needs_grad(ctx, 1), has_bias && needs_grad(ctx, 2)});
 }
 
@@ -162,9 +162,9 @@ class ConvTransposeCropCat : public torch::autograd::Function<ConvTransposeCropC
                             c10::SymIntArrayRef skip_crop) {
     at::AutoDispatchBelowADInplaceOrView below;
     save_geometry(ctx, stride, padding, dilation, groups, crop, bias.has_value() && bias->defined());
-    ctx->saved_data["skip_shape"] = skip.sym_sizes().size() == 4 ? guard_ints(skip.sym_sizes()) : std::vector<int64_t>{};
-    ctx->saved_data["skip_crop"] = guard_ints(skip_crop);
-    ctx->saved_data["output_size"] = guard_ints(output_size);
+    ctx->saved_data["skip_shape"] = c10::IValue(skip.sym_sizes());
+    ctx->saved_data["skip_crop"] = c10::IValue(skip_crop);
+    ctx->saved_data["output_size"] = c10::IValue(output_size);
     ctx->save_for_backward({input, weight});
     return crop_cat_op().call(input, weight, bias, skip, stride, padding, dilation, groups, crop, output_size,
                               skip_crop);
@@ -172,9 +172,9 @@ class ConvTransposeCropCat : public torch::autograd::Function<ConvTransposeCropC
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const at::Tensor& grad = grads[0];
-    const auto skip_shape = ctx->saved_data["skip_shape"].toIntVector();
-    const auto sc = ctx->saved_data["skip_crop"].toIntVector();
-    const auto size = ctx->saved_data["output_size"].toIntVector();
+    const auto skip_shape = saved_ints(ctx->saved_data["skip_shape"]);
+    const auto sc = saved_ints(ctx->saved_data["skip_crop"]);
+    const auto size = saved_ints(ctx->saved_data["output_size"]);
     const int64_t cs = skip_shape[1];
     auto [gi, gw, gb] = backward_from(ctx, grad.narrow(1, cs, grad.size(1) - cs));
     at::Tensor gs;
