@@ -103,6 +103,12 @@ def test_torchrun_two_processes_match_one(trained, tmp_path):
     assert [r["epoch"] for r in records(ddp)] == [1, 2, 3, 4]
 
 
+def test_sync_bn_on_cpu_is_refused(tmp_path):
+    res = run("fastseg.train", *TINY, "--epochs", "1", "--batch-size", "2", "--sync-bn", "--out", str(tmp_path / "s"),
+              torchrun=2)
+    assert res.returncode != 0 and "--sync-bn needs --device cuda" in res.stderr, res.stderr[-3000:]
+
+
 def test_amp_bfloat16_runs(tmp_path):
     out = str(tmp_path / "amp")
     res = run("fastseg.train", "--model", "segnet", "--width", "4", "--data", "synthetic", "--num-samples", "4",

@@ -169,6 +169,9 @@ def _fit(config: TrainConfig, dist: distributed.Dist) -> List[Dict]:
                              f"{config.model_args} with {num_classes}")
         model.load_state_dict(ckpt["model"])
     if config.sync_bn and dist.enabled:
+        if dist.device.type != "cuda":  # PyTorch's SyncBatchNorm raises mid-step on CPU tensors
+            raise UsageError("--sync-bn needs --device cuda: PyTorch's SyncBatchNorm runs on GPUs only; on the CPU "
+                             "use a model without BN or a larger per-process batch")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(dist.device)
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model
