@@ -185,6 +185,20 @@ def test_segmentation_folder_cityscapes(tmp_path):
         SegmentationFolder(str(tmp_path), "cityscapes", "train")
 
 
+def test_bad_transform_and_label_arguments(tmp_path):
+    with pytest.raises(ValueError, match="RandomHorizontalFlip: p must be a probability"):
+        transforms.RandomHorizontalFlip(1.5)
+    with pytest.raises(ValueError, match="RandomScale: need 0 < min_scale <= max_scale"):
+        transforms.RandomScale(2.0, 1.0)
+    with pytest.raises(ValueError, match="RandomCrop: size"):
+        transforms.RandomCrop((0, 4))
+    pytest.importorskip("PIL")
+    from fastseg.data import write_label_map
+
+    with pytest.raises(ValueError, match="values in 0..255"):
+        write_label_map(str(tmp_path / "x.png"), torch.full((2, 2), 300))
+
+
 def test_collate_pads():
     a = (torch.ones(3, 4, 5), {"semantic": torch.zeros(4, 5, dtype=torch.int64)})
     b = (torch.ones(3, 6, 3), {"semantic": torch.ones(6, 3, dtype=torch.int64)})

@@ -57,6 +57,9 @@ def read_label_map(path: str) -> torch.Tensor:
 def write_label_map(path: str, labels: torch.Tensor, palette: Optional[List[Tuple[int, int, int]]] = None) -> None:
     """int [H, W] labels in 0-255 as an 8-bit PNG (a palette PNG when `palette` is given)."""
     Image = _pil()
+    if labels.dim() != 2 or labels.is_floating_point() or (labels.numel() and (labels.min() < 0 or labels.max() > 255)):
+        raise ValueError(f"fastseg.data.write_label_map: labels must be an integer [H, W] map with values in 0..255, got "
+                         f"{labels.dtype} {tuple(labels.shape)}")
     labels = labels.to(torch.uint8).cpu().contiguous()
     im = Image.frombytes("L", (labels.shape[1], labels.shape[0]), bytes(labels.numpy().tobytes()))
     if palette is not None:

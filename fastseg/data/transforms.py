@@ -125,6 +125,8 @@ class RandomCrop:
 
 class RandomHorizontalFlip:
     def __init__(self, p: float = 0.5):
+        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p <= 1:
+            raise ValueError(f"fastseg.data.RandomHorizontalFlip: p must be a probability in [0, 1], got {p!r}")
         self.p = p
 
     def __repr__(self) -> str:
