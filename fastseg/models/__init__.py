@@ -1,6 +1,7 @@
 """The networks: builders only, plus `get_model(name, **kwargs)` and `list_models()`.
 
-Every builder is keyword-only, `(*, num_classes=21, in_channels=3, reference=False, ...)`;
+Every builder is keyword-only, `(*, num_classes, reference=False, ...)`; the semantic networks
+also take `in_channels=3`;
 `reference=True` builds the same network (same modules, same state dict) whose fastseg layers run
 their plain-PyTorch form: the twin the tests and benchmarks compare against.
 """
@@ -11,6 +12,7 @@ from torch import nn
 from . import weights  # noqa: F401
 from .deconvnet import DeconvNet, deconvnet
 from .fcn import FCN, fcn8s, fcn16s, fcn32s
+from .mask_rcnn import MaskRCNN, maskrcnn_resnet50_fpn, maskrcnn_resnet_fpn
 from .segnet import SegNet, segnet
 from .unet import UNet, unet
 
@@ -21,9 +23,11 @@ _BUILDERS: Dict[str, Callable[..., nn.Module]] = {
     "deconvnet": deconvnet,
     "segnet": segnet,
     "unet": unet,
+    "maskrcnn": maskrcnn_resnet_fpn,
+    "maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
 }
 
-__all__ = ["FCN", "DeconvNet", "SegNet", "UNet", "get_model", "list_models", "weights", *_BUILDERS]
+__all__ = ["FCN", "DeconvNet", "SegNet", "UNet", "MaskRCNN", "get_model", "list_models", "weights", *_BUILDERS]
 
 
 def list_models() -> List[str]:

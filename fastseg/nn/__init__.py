@@ -8,13 +8,16 @@ from .unpool import (  # noqa: F401
 )
 from .conv_transpose import BilinearUpsample2d, ConvTranspose2dCrop, UpConcat  # noqa: F401
 from .roi_align import MultiScaleRoIAlign, RoIAlign  # noqa: F401
+from .nms import BatchedNMS  # noqa: F401
+from .paste_masks import PasteMasks, PasteMasksInImage  # noqa: F401
 
 __all__ = ["MaxPool2dCompact", "MaxUnpool2d", "MaxUnpool2dCompact", "UnpoolBedOfNails2d", "UnpoolNearest2d",
-           "BilinearUpsample2d", "ConvTranspose2dCrop", "UpConcat", "MultiScaleRoIAlign", "RoIAlign", "set_reference"]
+           "BilinearUpsample2d", "ConvTranspose2dCrop", "UpConcat", "MultiScaleRoIAlign", "RoIAlign", "BatchedNMS", "PasteMasks", "PasteMasksInImage", "set_reference"]
 
 # The layers with a plain-PyTorch form (a `reference` attribute); subclasses included.
 _SWITCHABLE = (MaxPool2dCompact, MaxUnpool2d, MaxUnpool2dCompact, UnpoolBedOfNails2d, UnpoolNearest2d,
-               BilinearUpsample2d, ConvTranspose2dCrop)
+               BilinearUpsample2d, ConvTranspose2dCrop, RoIAlign, MultiScaleRoIAlign, BatchedNMS, PasteMasks,
+               PasteMasksInImage)
 
 
 def set_reference(module, reference: bool = True):

@@ -1,10 +1,11 @@
-"""RoIAlign layer with torchvision's constructor and forward."""
+"""RoIAlign layers with torchvision's constructors and forwards; `reference=True` (see
+`fastseg.nn.set_reference`) runs the plain-PyTorch form in `fastseg.reference`."""
 from typing import Dict, List, Tuple, Union
 
 import torch
 from torch import nn
 
-from .. import ops
+from .. import ops, reference as _reference
 from ..ops._utils import IntPair
 
 
@@ -17,9 +18,11 @@ class RoIAlign(nn.Module):
         self.spatial_scale = spatial_scale
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
+        self.reference = False
 
     def forward(self, input: torch.Tensor, rois: Union[torch.Tensor, List[torch.Tensor]]) -> torch.Tensor:
-        return ops.roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+        fn = _reference.roi_align if self.reference else ops.roi_align
+        return fn(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
     def extra_repr(self) -> str:
         return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
@@ -39,12 +42,14 @@ class MultiScaleRoIAlign(nn.Module):
         self.sampling_ratio = sampling_ratio
         self.canonical_scale = canonical_scale
         self.canonical_level = canonical_level
+        self.reference = False
 
     def forward(self, x: Dict[str, torch.Tensor], boxes: List[torch.Tensor],
                 image_shapes: List[Tuple[int, int]]) -> torch.Tensor:
         features = [v for k, v in x.items() if k in self.featmap_names]
-        return ops.multi_scale_roi_align(features, boxes, image_shapes, self.output_size, self.sampling_ratio,
-                                         self.canonical_scale, self.canonical_level)
+        fn = _reference.multi_scale_roi_align if self.reference else ops.multi_scale_roi_align
+        return fn(features, boxes, image_shapes, self.output_size, self.sampling_ratio,
+                  self.canonical_scale, self.canonical_level)
 
     def extra_repr(self) -> str:
         return (f"featmap_names={self.featmap_names}, output_size={self.output_size}, "

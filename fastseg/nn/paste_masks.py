@@ -1,0 +1,44 @@
+"""Mask pasting layers (see `fastseg.ops.paste_masks`), with a `reference` switch like every
+fastseg layer."""
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from .. import ops, reference as _reference
+
+
+class PasteMasksInImage(nn.Module):
+    """torchvision's `paste_masks_in_image(masks [K,1,M,M], boxes, image_size, padding)`: float
+    [K, 1, H, W] masks of the image."""
+
+    def __init__(self, padding: int = 1):
+        super().__init__()
+        self.padding = padding
+        self.reference = False
+
+    def forward(self, masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
+        if self.reference:
+            return _reference.paste_masks_in_image(masks, boxes, image_size, self.padding)
+        return ops.paste_masks_in_image(masks, boxes, image_size, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}"
+
+
+class PasteMasks(nn.Module):
+    """detectron2's paste (`fastseg.ops.paste_masks`): bool [K, H, W] masks (values >= threshold),
+    or the values when `threshold=None`."""
+
+    def __init__(self, threshold: Optional[float] = 0.5):
+        super().__init__()
+        self.threshold = threshold
+        self.reference = False
+
+    def forward(self, masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
+        if self.reference:
+            return _reference.paste_masks(masks, boxes, image_size, self.threshold)
+        return ops.paste_masks(masks, boxes, image_size, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold}"

@@ -1,0 +1,270 @@
+"""Mask R-CNN (fastseg.models.mask_rcnn) against torchvision's on the same weights: state dicts
+(both BN layouts, current and legacy key spellings), eval detections and masks, train-mode
+losses; the plain-PyTorch twin; mask formats; training steps of the tiny variant; bad input.
+
+Images are small (short side 160-224) so that ResNet-50 runs in about a second on two cores.
+"""
+import re
+
+import pytest
+import torch
+
+import helpers
+from helpers import needs_torchvision
+
+from fastseg import models
+from fastseg.data import SyntheticScenes
+from fastseg.models.backbones.resnet import FrozenBatchNorm2d
+from fastseg.models.mask_rcnn import maskrcnn_resnet50_fpn, maskrcnn_resnet_fpn
+
+pytestmark = helpers.needs_ops
+
+# The tiny variant the training tests use.
+TINY = dict(depth=18, width=16, fpn_channels=32, representation_size=64, min_size=128, max_size=192,
+            rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=100, rpn_pre_nms_top_n_train=300,
+            rpn_post_nms_top_n_train=150, box_batch_size_per_image=64)
+
+
+def torchvision_model(depth: int, seed: int = 0, frozen: bool = True, **kwargs):
+    """torchvision's MaskRCNN on a ResNet-`depth` FPN backbone with random weights and random
+    (non-trivial) normalisation statistics, in eval mode."""
+    import torchvision
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops.misc import FrozenBatchNorm2d as TVFrozen
+
+    torch.manual_seed(seed)
+    body = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=TVFrozen if frozen else None)
+    with torch.no_grad():
+        for m in body.modules():
+            if isinstance(m, (TVFrozen, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    return MaskRCNN(_resnet_fpn_extractor(body, 5), **kwargs).eval()
+
+
+def legacy_spelling(state_dict):
+    """The key names of torchvision's original COCO checkpoint."""
+    out = {}
+    for k, v in state_dict.items():
+        k = re.sub(r"fpn\.(inner|layer)_blocks\.(\d)\.0\.", r"fpn.\1_blocks.\2.", k)
+        k = k.replace("rpn.head.conv.0.0.", "rpn.head.conv.")
+        k = re.sub(r"mask_head\.(\d)\.0\.", lambda m: f"mask_head.mask_fcn{int(m.group(1)) + 1}.", k)
+        out[k] = v
+    return out
+
+
+def assert_same_detections(ours, theirs, box_tol=0.05, score_tol=1e-4, mask_tol=1e-3):
+    assert len(ours) == len(theirs)
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert set(a) == set(b) == {"boxes", "labels", "scores", "masks"}, f"image {i}: keys {set(a)}"
+        assert a["boxes"].shape == b["boxes"].shape, f"image {i}: {len(a['boxes'])} vs {len(b['boxes'])} detections"
+        assert torch.equal(a["labels"], b["labels"]), f"image {i}: labels differ"
+        assert a["masks"].shape == b["masks"].shape and a["masks"].dtype == b["masks"].dtype
+        if len(a["boxes"]) == 0:
+            continue
+        assert (a["boxes"] - b["boxes"]).abs().max() <= box_tol
+        assert (a["scores"] - b["scores"]).abs().max() <= score_tol
+        assert (a["masks"] - b["masks"]).abs().mean() <= mask_tol
+
+
+@needs_torchvision
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen_bn_layout", "bn_layout"])
+@pytest.mark.parametrize("spelling", ["current", "legacy"])
+def test_torchvision_state_dict_loads_strict(frozen, spelling):
+    import torchvision
+    if frozen:
+        tv = torchvision_model(50, num_classes=91)
+    else:  # torchvision's builder without weights: plain BatchNorm2d, num_batches_tracked included
+        tv = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    sd = tv.state_dict()
+    assert any(k.endswith("num_batches_tracked") for k in sd) != frozen
+    given = legacy_spelling(sd) if spelling == "legacy" else dict(sd)
+    for norm in (FrozenBatchNorm2d, torch.nn.BatchNorm2d):
+        ours = maskrcnn_resnet50_fpn(weights=dict(given), norm_layer=norm)
+        loaded = ours.state_dict()
+        for k, v in sd.items():
+            if k in loaded:
+                assert torch.equal(loaded[k], v), k
+            else:
+                assert k.endswith("num_batches_tracked") and norm is FrozenBatchNorm2d, f"{k} not in fastseg's model"
+
+
+@needs_torchvision
+def test_state_dict_keys_match_torchvision():
+    import torchvision
+    tv = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    ours = maskrcnn_resnet50_fpn(norm_layer=torch.nn.BatchNorm2d)
+    assert [(k, tuple(v.shape)) for k, v in ours.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in tv.state_dict().items()]
+
+
+def test_weights_from_path(tmp_path):
+    src = maskrcnn_resnet_fpn(num_classes=3, **TINY)
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    dst = maskrcnn_resnet_fpn(num_classes=3, weights=str(tmp_path / "w.pt"), norm_layer=torch.nn.BatchNorm2d, **TINY)
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v), k
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        maskrcnn_resnet_fpn(num_classes=4, weights=str(tmp_path / "w.pt"), **TINY)
+
+
+EVAL_CASES = {
+    "one_image": [(200, 260)],
+    "two_sizes": [(180, 150), (240, 200)],
+    "portrait_odd": [(231, 97)],
+}
+
+
+@needs_torchvision
+@pytest.mark.parametrize("case", list(EVAL_CASES))
+def test_eval_matches_torchvision(case):
+    kw = dict(num_classes=5, min_size=224, max_size=320)
+    tv = torchvision_model(50, seed=1, **kw)
+    ours = maskrcnn_resnet50_fpn(weights=tv.state_dict(), **kw).eval()
+    g = torch.Generator().manual_seed(len(case))
+    images = [torch.rand(3, h, w, generator=g) for h, w in EVAL_CASES[case]]
+    with torch.no_grad():
+        theirs, mine = tv(images), ours(images)
+    assert all(len(r["boxes"]) > 0 for r in theirs), "the case must produce detections to compare"
+    assert_same_detections(mine, theirs)
+
+
+@needs_torchvision
+def test_eval_no_detection_matches_torchvision():
+    kw = dict(num_classes=5, min_size=160, max_size=256, box_score_thresh=0.99)
+    tv = torchvision_model(50, seed=2, **kw)
+    ours = maskrcnn_resnet50_fpn(weights=tv.state_dict(), **kw).eval()
+    images = [torch.rand(3, 150, 170), torch.zeros(3, 120, 200)]
+    with torch.no_grad():
+        theirs, mine = tv(images), ours(images)
+    assert len(theirs[0]["boxes"]) == 0, "the case needs an image without detections"
+    assert mine[0]["masks"].shape == (0, 1, 150, 170) and mine[0]["boxes"].shape == (0, 4)
+    assert_same_detections(mine, theirs)
+
+
+@needs_torchvision
+def test_train_losses_equal_torchvision():
+    """Same weights, same RNG seed: the same anchors and proposals are sampled, so every loss
+    agrees (legacy key spelling loaded on the way)."""
+    kw = dict(num_classes=4, min_size=160, max_size=256)
+    tv = torchvision_model(18, seed=3, **kw)
+    ours = maskrcnn_resnet_fpn(depth=18, weights=legacy_spelling(tv.state_dict()), **kw)
+    images, targets = synthetic_batch(2, (150, 200))
+    # Noise breaks the ties of flat image regions: equal objectness scores, which the two NMS
+    # implementations order differently (fastseg: lower index first; torchvision: unspecified).
+    g = torch.Generator().manual_seed(0)
+    images = [im + 0.05 * torch.rand(im.shape, generator=g) for im in images]
+    targets[1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                  "masks": torch.zeros(0, 150, 200, dtype=torch.uint8)}  # an image without objects
+    tv.train()
+    ours.train()
+    torch.manual_seed(7)
+    theirs = tv(images, targets)
+    torch.manual_seed(7)
+    mine = ours(images, targets)
+    assert list(mine) == list(theirs)
+    for k in theirs:
+        torch.testing.assert_close(mine[k], theirs[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def synthetic_batch(n, size, seed=0):
+    """Images and Mask R-CNN targets from SyntheticScenes (thing classes renumbered 1..3)."""
+    ds = SyntheticScenes(n, size, seed=seed)
+    first = min(ds.thing_ids)
+    images, targets = [], []
+    for i in range(n):
+        image, t = ds[i]
+        images.append(image)
+        targets.append({"boxes": t["boxes"], "labels": t["labels"] - first + 1, "masks": t["masks"].to(torch.uint8)})
+    return images, targets
+
+
+def test_training_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    model = maskrcnn_resnet_fpn(num_classes=4, **TINY).train()
+    images, targets = synthetic_batch(2, (96, 128))
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    totals = []
+    for _ in range(12):
+        losses = model(images, targets)
+        assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+        total = sum(losses.values())
+        assert torch.isfinite(total)
+        opt.zero_grad()
+        total.backward()
+        # Every head reaches the loss (DDP needs no find_unused_parameters).
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+        opt.step()
+        totals.append(total.item())
+    assert sum(totals[-3:]) < 0.8 * sum(totals[:3]), totals
+
+
+def test_every_head_reaches_the_loss_without_objects():
+    model = maskrcnn_resnet_fpn(num_classes=4, **TINY).train()
+    images = [torch.rand(3, 90, 110)]
+    targets = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                "masks": torch.zeros(0, 90, 110, dtype=torch.uint8)}]
+    total = sum(model(images, targets).values())
+    total.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_twin_matches():
+    """reference=True: the same model whose RoIAlign, NMS and paste run in plain PyTorch."""
+    torch.manual_seed(0)
+    ours = maskrcnn_resnet_fpn(num_classes=4, **TINY, box_score_thresh=0.2).eval()
+    twin = maskrcnn_resnet_fpn(num_classes=4, **TINY, box_score_thresh=0.2, reference=True).eval()
+    twin.load_state_dict(ours.state_dict())
+    images = [torch.rand(3, 100, 130), torch.rand(3, 120, 90)]
+    with torch.no_grad():
+        a, b = ours(images), twin(images)
+    assert sum(len(r["boxes"]) for r in a) > 0
+    assert_same_detections(a, b, box_tol=1e-4, score_tol=1e-5, mask_tol=1e-5)
+
+
+def test_mask_formats():
+    torch.manual_seed(0)
+    model = maskrcnn_resnet_fpn(num_classes=4, **TINY, box_score_thresh=0.2).eval()
+    images = [torch.rand(3, 100, 130)]
+    with torch.no_grad():
+        floats = model(images)[0]
+        model.mask_format = "per_box"
+        per_box = model(images)[0]
+        model.mask_format = "bool"
+        bools = model(images)[0]
+    n = len(floats["boxes"])
+    assert n > 0
+    assert floats["masks"].shape == (n, 1, 100, 130) and floats["masks"].dtype == torch.float32
+    assert per_box["masks"].shape == (n, 1, 28, 28) and per_box["masks"].min() >= 0
+    assert bools["masks"].shape == (n, 1, 100, 130) and bools["masks"].dtype == torch.bool
+    # Two pastes (torchvision's integer-box resize, detectron2's sub-pixel sampling) of the same
+    # probabilities: the same masks up to border pixels.
+    differ = (bools["masks"] != (floats["masks"] > 0.5)).float().mean()
+    assert differ < 0.02, differ
+
+
+def test_get_model_and_bad_input():
+    model = models.get_model("maskrcnn", num_classes=3, **TINY)
+    assert isinstance(model, models.MaskRCNN)
+    model.eval()
+    with pytest.raises(TypeError, match="list of"):
+        model(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"images\[0\] must be a float"):
+        model([torch.rand(64, 64)])
+    with pytest.raises(ValueError, match="empty"):
+        model([torch.rand(3, 0, 64)])
+    model.train()
+    with pytest.raises(ValueError, match="one target dict per image"):
+        model([torch.rand(3, 64, 64)])
+    with pytest.raises(ValueError, match="has no 'masks'"):
+        model([torch.rand(3, 64, 64)], [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}])
+    with pytest.raises(ValueError, match="positive width and height"):
+        model([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[5.0, 5, 5, 9]]), "labels": torch.ones(1).long(),
+                                         "masks": torch.zeros(1, 64, 64, dtype=torch.uint8)}])
+    with pytest.raises(ValueError, match="mask_format"):
+        maskrcnn_resnet_fpn(num_classes=3, mask_format="png", **TINY)
+    with pytest.raises(ValueError, match="depth"):
+        maskrcnn_resnet_fpn(num_classes=3, depth=42)
