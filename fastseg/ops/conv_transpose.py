@@ -21,7 +21,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from .. import _loader
-from ._utils import IntPair, as_batched, empty_4d, pair
+from ._utils import (IntPair, as_batched, check_int, check_numel, check_same_device, empty_4d, fake_same_device,
+                     pair)
 
 __all__ = [
     "conv_transpose2d_crop",
@@ -51,25 +52,43 @@ def _arguments(op, input, weight, bias, stride, padding, dilation, groups, crop,
     _check_tensor(weight, op, "weight", 4)
     if bias is not None:
         _check_tensor(bias, op, "bias", 1)
+    check_same_device(op, "input", x, ("weight", weight), ("bias", bias))
     s = pair(stride, op, "stride", minimum=1)
     p = pair(padding, op, "padding", minimum=0)
     d = pair(dilation, op, "dilation", minimum=1)
     c = pair(crop, op, "crop", minimum=0)
-    if not isinstance(groups, (int, torch.SymInt)) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"fastseg.{op}: groups must be an int >= 1, got {groups!r}")
+    # groups <= 2**31: the kernels' bound on every geometry argument (kMaxGeometry)
+    groups = check_int(groups, op, "groups", minimum=1, maximum=2 ** 31)
+    full = conv_transpose_full_size(x.shape[-2:], weight.shape[-2:], s, p, d)
+    concrete = all(type(v) is int for v in (*full, *c))
+    # The rule of the kernels (csrc/ops/conv_transpose/conv_transpose_ops.h), checked here with
+    # Python ints (which cannot wrap) and naming what is wrong: a padding that leaves no full
+    # output is the padding's fault, not the crop's.
+    if concrete and (x.shape[-2] < 1 or x.shape[-1] < 1):
+        raise ValueError(f"fastseg.{op}: input must have non-zero height and width, got shape {tuple(input.shape)}")
+    if concrete and (full[0] < 1 or full[1] < 1):
+        raise ValueError(f"fastseg.{op}: padding {p} is too large: the full output of input "
+                         f"{x.shape[-2]}x{x.shape[-1]} (kernel {weight.shape[-2]}x{weight.shape[-1]}, stride {s}, "
+                         f"dilation {d}) would be {full[0]}x{full[1]}")
     if output_size is None:
-        full = conv_transpose_full_size(x.shape[-2:], weight.shape[-2:], s, p, d)
         size = (full[0] - c[0], full[1] - c[1])
         if size[0] < 0 or size[1] < 0:
             raise ValueError(f"fastseg.{op}: crop {c} must lie inside the full output of {full[0]}x{full[1]}")
     else:
+        if isinstance(output_size, (str, bytes)):
+            raise TypeError(f"fastseg.{op}: output_size must be a pair of ints (or [N, C, H, W]), got {output_size!r}")
         try:
             size = tuple(output_size)
         except TypeError:
-            raise ValueError(f"fastseg.{op}: output_size must be a pair of ints (or [N, C, H, W]), got {output_size!r}")
+            raise TypeError(f"fastseg.{op}: output_size must be a pair of ints (or [N, C, H, W]), got {output_size!r}")
         if len(size) == 4:
             size = size[2:]
         size = pair(size, op, "output_size", minimum=0)
+        if concrete and all(type(v) is int for v in size) and (
+                c[0] + size[0] > full[0] or c[1] + size[1] > full[1]):
+            raise ValueError(f"fastseg.{op}: crop {c} with output_size {size} must lie inside the full output of "
+                             f"{full[0]}x{full[1]}")
+    check_numel((x.shape[0], weight.shape[1] * groups, size[0], size[1]), op, "output_size")
     return x, unbatched, s, p, d, groups, c, size
 
 
@@ -93,6 +112,7 @@ def conv_transpose2d_crop(input: torch.Tensor, weight: torch.Tensor, bias: Optio
         y = torch.ops.fastseg.conv_transpose2d_crop.default(x, weight, bias, s, p, d, g, c, size)
         return y.squeeze(0) if unbatched else y
     _check_tensor(out, op, "out")
+    check_same_device(op, "input", x, ("out", out))
     out4 = out.unsqueeze(0) if unbatched else out
     expected = (x.shape[0], weight.shape[1] * g, size[0], size[1])
     if tuple(out4.shape) != expected:
@@ -120,6 +140,7 @@ def conv_transpose2d_crop_cat(input: torch.Tensor, weight: torch.Tensor, bias: O
     x, unbatched, s, p, d, g, c, size = _arguments(op, input, weight, bias, stride, padding, dilation, groups,
                                                    crop, output_size)
     _check_tensor(skip, op, "skip")
+    check_same_device(op, "input", x, ("skip", skip))
     sk = skip.unsqueeze(0) if unbatched and skip.dim() == 3 else skip
     if sk.dim() != 4:
         raise ValueError(f"fastseg.{op}: skip must be {3 if unbatched else 4}-D, got shape {tuple(skip.shape)}")
@@ -130,6 +151,12 @@ def conv_transpose2d_crop_cat(input: torch.Tensor, weight: torch.Tensor, bias: O
         sc = [(sk.shape[2] - size[0]) // 2, (sk.shape[3] - size[1]) // 2]
     else:
         sc = list(pair(skip_crop, op, "skip_crop", minimum=0))
+        # Python ints: skip_crop + size cannot wrap here, as it does in the kernel's int64 check
+        if all(type(v) is int for v in (*sc, *size, sk.shape[2], sk.shape[3])) and (
+                sc[0] + size[0] > sk.shape[2] or sc[1] + size[1] > sk.shape[3]):
+            raise ValueError(f"fastseg.{op}: skip_crop {tuple(sc)} with the up-convolution output "
+                             f"{size[0]}x{size[1]} must lie inside skip ({sk.shape[2]}x{sk.shape[3]})")
+    check_numel((x.shape[0], sk.shape[1] + weight.shape[1] * g, size[0], size[1]), op, "output_size")
     y = torch.ops.fastseg.conv_transpose2d_crop_cat.default(x, weight, bias, sk, s, p, d, g, c, size, sc)
     return y.squeeze(0) if unbatched else y
 
@@ -158,22 +185,26 @@ def bilinear_upsample_weight(channels: int, factor: int, dtype: torch.dtype = to
 
 # ----------------------------------------------------------------------------- fake kernels
 
-def _fake_output(input, weight, groups, output_size, extra_channels=0):
+def _fake_output(input, weight, groups, output_size, extra_channels=0, bias=None, skip=None,
+                 op="conv_transpose2d_crop"):
+    fake_same_device(op, "input", input, ("weight", weight), ("bias", bias), ("skip", skip))
     torch._check(input.dim() == 4, lambda: f"fastseg.conv_transpose2d_crop: input must be 4-D, got {input.dim()}-D")
     torch._check(weight.dim() == 4, lambda: f"fastseg.conv_transpose2d_crop: weight must be 4-D, got {weight.dim()}-D")
     return empty_4d((input.shape[0], extra_channels + weight.shape[1] * groups, output_size[0], output_size[1]), input)
 
 
 def _ct_fake(input, weight, bias, stride, padding, dilation, groups, crop, output_size):
-    return _fake_output(input, weight, groups, output_size)
+    return _fake_output(input, weight, groups, output_size, bias=bias)
 
 
 def _ct_out_fake(input, weight, bias, stride, padding, dilation, groups, crop, out):
+    fake_same_device("conv_transpose2d_crop", "input", input, ("weight", weight), ("bias", bias), ("out", out))
     return None
 
 
 def _ct_cat_fake(input, weight, bias, skip, stride, padding, dilation, groups, crop, output_size, skip_crop):
-    return _fake_output(input, weight, groups, output_size, extra_channels=skip.shape[1])
+    return _fake_output(input, weight, groups, output_size, extra_channels=skip.shape[1], bias=bias, skip=skip,
+                        op="conv_transpose2d_crop_cat")
 
 
 if _loader.HAS_OPS:

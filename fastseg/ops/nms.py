@@ -12,24 +12,25 @@ before one NMS); the shifted coordinates are rounded, so for IoUs within a round
 threshold its result can differ from the exact per-class one (the tests pin this down).
 """
 import torch
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from .. import _loader
+from ._utils import check_float, check_same_device, fake_same_device
 
 __all__ = ["nms", "batched_nms"]
 
 
-def _check(op, boxes, scores, idxs=None):
-    for name, t in (("boxes", boxes), ("scores", scores)) + ((("idxs", idxs),) if idxs is not None else ()):
+def _check(op, boxes, scores, idxs=None, with_idxs=False):
+    for name, t in (("boxes", boxes), ("scores", scores)) + ((("idxs", idxs),) if with_idxs else ()):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"fastseg.{op}: {name} must be a Tensor, got {type(t).__name__}")
+    check_same_device(op, "boxes", boxes, ("scores", scores), ("idxs", idxs))
 
 
 def _threshold(op, iou_threshold) -> float:
-    if isinstance(iou_threshold, torch.Tensor):
-        iou_threshold = iou_threshold.item()
-    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)):
-        raise TypeError(f"fastseg.{op}: iou_threshold must be a float, got {type(iou_threshold).__name__}")
-    return float(iou_threshold)
+    """A finite float (numpy scalars and one-element tensors accepted, as torchvision does). NaN
+    would keep every box and +-inf keep all or one; torchvision runs them, here they raise."""
+    return check_float(iou_threshold, op, "iou_threshold")
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -43,17 +44,23 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     """Drop-in for `torchvision.ops.batched_nms`: NMS within each category `idxs[k]`, the kept
     boxes of all categories merged in decreasing score order."""
     _loader.require_ops()
-    _check("batched_nms", boxes, scores, idxs)
+    # guard_or_false: under torch.export the number of boxes may be data-dependent (unknown),
+    # and then the op itself handles the empty case.
+    if isinstance(boxes, torch.Tensor) and guard_or_false(boxes.numel() == 0):
+        # torchvision returns before looking at the other arguments
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    _check("batched_nms", boxes, scores, idxs, with_idxs=True)
     return torch.ops.fastseg.batched_nms.default(boxes, scores, idxs, _threshold("batched_nms", iou_threshold))
 
 
-def _fake_kept(boxes):
-    torch._check(boxes.dim() == 2, lambda: f"fastseg.nms: boxes must be [K, 4], got {boxes.dim()}-D")
+def _fake_kept(boxes, scores, idxs=None, op="nms"):
+    torch._check(boxes.dim() == 2, lambda: f"fastseg.{op}: boxes must be [K, 4], got {boxes.dim()}-D")
+    fake_same_device(op, "boxes", boxes, ("scores", scores), ("idxs", idxs))
     n = torch.library.get_ctx().new_dynamic_size()
     return boxes.new_empty((n,), dtype=torch.long)
 
 
 if _loader.HAS_OPS:
-    torch.library.register_fake("fastseg::nms")(lambda boxes, scores, iou_threshold: _fake_kept(boxes))
+    torch.library.register_fake("fastseg::nms")(lambda boxes, scores, iou_threshold: _fake_kept(boxes, scores))
     torch.library.register_fake("fastseg::batched_nms")(
-        lambda boxes, scores, idxs, iou_threshold: _fake_kept(boxes))
+        lambda boxes, scores, idxs, iou_threshold: _fake_kept(boxes, scores, idxs, "batched_nms"))

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .. import _loader
+from ._utils import check_bool, check_float, check_int, check_same_device, fake_same_device
 
 __all__ = ["panoptic_fusion_heuristic", "panoptic_fusion_efficientps", "segments_to_info"]
 
@@ -33,13 +34,10 @@ def _tensor(op: str, name: str, t) -> torch.Tensor:
 
 
 def _number(op: str, name: str, v, kind=float):
-    if isinstance(v, torch.Tensor) and v.numel() == 1:
-        v = v.item()
-    if isinstance(v, bool) or not isinstance(v, numbers.Real if kind is float else numbers.Integral):
-        raise TypeError(f"fastseg.{op}: {name} must be {'a float' if kind is float else 'an int'}, got {v!r}")
-    if kind is float and v != v:
-        raise ValueError(f"fastseg.{op}: {name} must not be NaN")
-    return kind(v)
+    """A finite float or an int (the shared contract of fastseg.ops._utils)."""
+    if kind is float:
+        return check_float(v, op, name)
+    return check_int(v, op, name)
 
 
 def _ids(op: str, name: str, ids) -> List[int]:
@@ -99,6 +97,8 @@ def panoptic_fusion_heuristic(semantic: torch.Tensor, masks: torch.Tensor, boxes
         _tensor(op, "boxes", boxes)
     if masks.dim() == 4 and masks.shape[1] == 1:  # [K, 1, M, M] as Mask R-CNN's head returns
         masks = masks[:, 0]
+    check_same_device(op, "semantic", semantic, ("masks", masks), ("boxes", boxes), ("scores", scores),
+                      ("labels", labels))
     labels = _labels(op, labels)
     stuff_area = _number(op, "stuff_area_threshold", stuff_area_threshold, int)
     panoptic, segments = torch.ops.fastseg.panoptic_fusion_heuristic.default(
@@ -136,23 +136,33 @@ def panoptic_fusion_efficientps(semantic_logits: torch.Tensor, mask_logits: torc
         _tensor(op, name, t)
     if mask_logits.dim() == 4 and mask_logits.shape[1] == 1:
         mask_logits = mask_logits[:, 0]
+    check_same_device(op, "semantic_logits", semantic_logits, ("mask_logits", mask_logits), ("boxes", boxes),
+                      ("scores", scores), ("labels", labels))
     labels = _labels(op, labels)
+    if pasted is not None:
+        pasted = check_bool(pasted, op, "pasted")
     if pasted is None:
         pasted = (semantic_logits.dim() == 3 and mask_logits.dim() == 3
                   and tuple(mask_logits.shape[1:]) == tuple(semantic_logits.shape[1:]))
     panoptic, segments = torch.ops.fastseg.panoptic_fusion_efficientps.default(
         semantic_logits, mask_logits, boxes, scores, labels, _ids(op, "stuff_ids", stuff_ids),
         _number(op, "score_threshold", score_threshold), _number(op, "overlap_threshold", overlap_threshold),
-        _number(op, "min_stuff_area", min_stuff_area, int), bool(pasted))
+        _number(op, "min_stuff_area", min_stuff_area, int), pasted)
     return panoptic, segments_to_info(segments, scores)
 
 
-def _fake(semantic, *args):
-    h, w = semantic.shape[-2], semantic.shape[-1]
-    n = torch.library.get_ctx().new_dynamic_size()
-    return (semantic.new_empty((h, w), dtype=torch.int32), semantic.new_empty((n, 3), dtype=torch.long))
+def _make_fake(op, names):
+    def _fake(semantic, masks, boxes, scores, labels, *args):
+        fake_same_device(op, names[0], semantic, *zip(names[1:], (masks, boxes, scores, labels)))
+        h, w = semantic.shape[-2], semantic.shape[-1]
+        n = torch.library.get_ctx().new_dynamic_size()
+        return (semantic.new_empty((h, w), dtype=torch.int32), semantic.new_empty((n, 3), dtype=torch.long))
+
+    return _fake
 
 
 if _loader.HAS_OPS:
-    torch.library.register_fake("fastseg::panoptic_fusion_heuristic")(_fake)
-    torch.library.register_fake("fastseg::panoptic_fusion_efficientps")(_fake)
+    torch.library.register_fake("fastseg::panoptic_fusion_heuristic")(
+        _make_fake("panoptic_fusion_heuristic", ("semantic", "masks", "boxes", "scores", "labels")))
+    torch.library.register_fake("fastseg::panoptic_fusion_efficientps")(
+        _make_fake("panoptic_fusion_efficientps", ("semantic_logits", "mask_logits", "boxes", "scores", "labels")))

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import torch
 
 from .. import _loader
-from ._utils import pair
+from ._utils import check_float, check_int, check_no_overlap, check_numel, check_same_device, fake_same_device
 
 __all__ = ["paste_masks", "paste_masks_in_image"]
 
@@ -38,23 +38,37 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[i
     for name, t in (("masks", masks), ("boxes", boxes)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"fastseg.{op}: {name} must be a Tensor, got {type(t).__name__}")
+    if into is not None and not isinstance(into, torch.Tensor):
+        raise TypeError(f"fastseg.{op}: into must be a Tensor, got {type(into).__name__}")
+    check_same_device(op, "masks", masks, ("boxes", boxes), ("into", into))
     if masks.dim() == 4 and masks.shape[1] == 1:  # [K, 1, M, M] as Mask R-CNN's head returns
         masks = masks[:, 0]
-    h, w = pair(tuple(image_size), op, "image_size", minimum=0)
+    h, w = _image_size(op, "image_size", image_size)
     if threshold is not None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise TypeError(f"fastseg.{op}: threshold must be a float or None, got {type(threshold).__name__}")
-        threshold = float(threshold)
+        threshold = check_float(threshold, op, "threshold")
     if into is not None:
-        if not isinstance(into, torch.Tensor):
-            raise TypeError(f"fastseg.{op}: into must be a Tensor, got {type(into).__name__}")
         if threshold is None:
             raise ValueError(f"fastseg.{op}: into= needs a threshold (it writes covered pixels), got None")
         if tuple(into.shape) != (h, w):
             raise ValueError(f"fastseg.{op}: into must have shape image_size {(h, w)}, got {tuple(into.shape)}")
+        check_no_overlap(op, "into", into, ("masks", masks), ("boxes", boxes))
         torch.ops.fastseg.paste_masks_into.default(masks, boxes, threshold, into)
         return into
+    check_numel((masks.shape[0], h, w), op, "image_size")
     return torch.ops.fastseg.paste_masks.default(masks, boxes, h, w, threshold)
+
+
+def _image_size(op: str, name: str, image_size):
+    """(H, W): ints >= 0 (numpy integers and 0-dim integer tensors too)."""
+    if isinstance(image_size, (str, bytes)) or isinstance(image_size, torch.Tensor) and image_size.dim() != 1:
+        raise TypeError(f"fastseg.{op}: {name} must be a pair of ints (H, W), got {image_size!r}")
+    try:
+        items = tuple(image_size)
+    except TypeError:
+        raise TypeError(f"fastseg.{op}: {name} must be a pair of ints (H, W), got {image_size!r}") from None
+    if len(items) != 2:
+        raise ValueError(f"fastseg.{op}: {name} must be a pair of ints (H, W), got {image_size!r}")
+    return tuple(check_int(v, op, name, minimum=0) for v in items)
 
 
 def expand_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
@@ -75,13 +89,15 @@ def paste_masks_in_image(masks: torch.Tensor, boxes: torch.Tensor, img_shape: Se
     for name, t in (("masks", masks), ("boxes", boxes)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"fastseg.{op}: {name} must be a Tensor, got {type(t).__name__}")
+    check_same_device(op, "masks", masks, ("boxes", boxes))
     if masks.dim() != 4 or masks.shape[1] != 1:
         raise ValueError(f"fastseg.{op}: masks must be [K, 1, M, M], got shape {tuple(masks.shape)}")
     if boxes.dim() != 2 or boxes.shape[1] != 4 or not boxes.is_floating_point():
         raise ValueError(f"fastseg.{op}: boxes must be a float [K, 4] tensor, got {tuple(boxes.shape)} {boxes.dtype}")
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"fastseg.{op}: padding must be an int >= 0, got {padding!r}")
-    h, w = pair(tuple(img_shape), op, "img_shape", minimum=0)
+    # a padding larger than 2**31 would only build boxes of more than 2**31 * M pixels
+    padding = check_int(padding, op, "padding", minimum=0, maximum=2 ** 31)
+    h, w = _image_size(op, "img_shape", img_shape)
+    check_numel((masks.shape[0], h, w), op, "img_shape")
     m = masks.shape[-1]
     if m == 0:
         raise ValueError(f"fastseg.{op}: masks must have non-empty [M, M] planes, got shape {tuple(masks.shape)}")
@@ -93,16 +109,23 @@ def paste_masks_in_image(masks: torch.Tensor, boxes: torch.Tensor, img_shape: Se
 
 def _fake(masks, boxes, height, width, threshold):
     torch._check(masks.dim() == 3, lambda: f"fastseg.paste_masks: masks must be 3-D, got {masks.dim()}-D")
+    fake_same_device("paste_masks", "masks", masks, ("boxes", boxes))
     dtype = torch.bool if threshold is not None else masks.dtype
     return masks.new_empty((masks.shape[0], height, width), dtype=dtype)
 
 
 def _fake_in_image(masks, boxes, padding, height, width):
     torch._check(masks.dim() == 3, lambda: f"fastseg.paste_masks_in_image: masks must be 3-D, got {masks.dim()}-D")
+    fake_same_device("paste_masks_in_image", "masks", masks, ("boxes", boxes))
     return masks.new_empty((masks.shape[0], height, width))
+
+
+def _fake_into(masks, boxes, threshold, into):
+    fake_same_device("paste_masks", "masks", masks, ("boxes", boxes), ("into", into))
+    return None
 
 
 if _loader.HAS_OPS:
     torch.library.register_fake("fastseg::paste_masks")(_fake)
     torch.library.register_fake("fastseg::paste_masks_in_image")(_fake_in_image)
-    torch.library.register_fake("fastseg::paste_masks_into")(lambda masks, boxes, threshold, into: None)
+    torch.library.register_fake("fastseg::paste_masks_into")(_fake_into)

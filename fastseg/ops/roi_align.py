@@ -13,9 +13,32 @@ from typing import List, Sequence, Tuple, Union
 import torch
 
 from .. import _loader
-from ._utils import IntPair, empty_4d, no_double_backward, pair
+from ._utils import (IntPair, check_bool, check_float, check_int, check_same_device, empty_4d, fake_same_device,
+                     no_double_backward, pair)
 
-__all__ = ["roi_align", "boxes_to_rois", "multi_scale_roi_align", "infer_scales", "map_levels"]
+__all__ = ["roi_align", "boxes_to_rois", "multi_scale_roi_align", "infer_scales", "map_levels",
+           "MAX_SAMPLING_RATIO"]
+
+#: The largest explicit sampling_ratio. A bin takes sampling_ratio**2 bilinear samples, so this
+#: is the same cap of 2**24 samples per bin (4096 x 4096) that the kernels put on adaptive
+#: sampling (kMaxSamplesPerBin, csrc/ops/roi_align/roi_align_ops.h). Beyond a few samples per
+#: feature-map pixel more samples change nothing (the bilinear surface is piecewise linear), so
+#: no real use comes near it; what lies beyond it only runs for hours (2**40) or fails to
+#: allocate (2**31).
+MAX_SAMPLING_RATIO = 4096
+
+
+def _sampling_ratio(op: str, sampling_ratio) -> int:
+    """An int <= MAX_SAMPLING_RATIO (<= 0: adaptive, as in torchvision)."""
+    return check_int(sampling_ratio, op, "sampling_ratio", maximum=MAX_SAMPLING_RATIO,
+                     why=" (sampling_ratio**2 samples per bin; <= 0 for adaptive sampling)")
+
+
+def _check_boxes_device(op: str, input: torch.Tensor, boxes, input_name: str = "input") -> None:
+    if isinstance(boxes, torch.Tensor):
+        check_same_device(op, input_name, input, ("boxes", boxes))
+    elif isinstance(boxes, (list, tuple)):
+        check_same_device(op, input_name, input, ("boxes", list(boxes)))
 
 
 def boxes_to_rois(boxes: Union[torch.Tensor, Sequence[torch.Tensor]], op: str = "roi_align") -> torch.Tensor:
@@ -34,7 +57,7 @@ def boxes_to_rois(boxes: Union[torch.Tensor, Sequence[torch.Tensor]], op: str = 
     if len(boxes) == 0:
         raise ValueError(f"fastseg.{op}: boxes is an empty list (give one [0, 4] tensor per image)")
     cat = torch.cat(list(boxes), 0)
-    ids = torch.cat([torch.full((len(b), 1), i, dtype=cat.dtype, device=cat.device) for i, b in enumerate(boxes)])
+    ids = torch.cat([torch.full((b.shape[0], 1), i, dtype=cat.dtype, device=cat.device) for i, b in enumerate(boxes)])
     return torch.cat([ids, cat], 1)
 
 
@@ -43,19 +66,52 @@ def roi_align(input: torch.Tensor, boxes: Union[torch.Tensor, List[torch.Tensor]
     """Drop-in for `torchvision.ops.roi_align`: [K, C, output_size] bins, each the average of
     bilinear samples of its roi (see DESIGN.md §5.3)."""
     _loader.require_ops()
+    op = "roi_align"
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"fastseg.roi_align: input must be a Tensor, got {type(input).__name__}")
-    ph, pw = pair(output_size, "roi_align", "output_size", minimum=1)
+    _check_boxes_device(op, input, boxes)
+    ph, pw = pair(output_size, op, "output_size", minimum=1)
+    spatial_scale = check_float(spatial_scale, op, "spatial_scale", greater_than=0.0)
+    sampling_ratio = _sampling_ratio(op, sampling_ratio)
+    aligned = check_bool(aligned, op, "aligned")
     rois = boxes_to_rois(boxes)
-    return torch.ops.fastseg.roi_align.default(input, rois, float(spatial_scale), ph, pw, int(sampling_ratio),
-                                               bool(aligned))
+    return torch.ops.fastseg.roi_align.default(input, rois, spatial_scale, ph, pw, sampling_ratio, aligned)
+
+
+def _image_shapes(op: str, image_shapes) -> List[Tuple[int, int]]:
+    """image_shapes as (H, W) pairs of ints >= 1."""
+    if isinstance(image_shapes, (str, bytes, torch.Tensor)) or not isinstance(image_shapes, Sequence):
+        raise TypeError(f"fastseg.{op}: image_shapes must be a list of (H, W) pairs of ints, got "
+                        f"{type(image_shapes).__name__}")
+    if len(image_shapes) == 0:
+        raise ValueError(f"fastseg.{op}: image_shapes must not be empty")
+    out = []
+    for i, hw in enumerate(image_shapes):
+        if isinstance(hw, (str, bytes)) or not isinstance(hw, (Sequence, torch.Size)) or len(hw) != 2:
+            raise ValueError(f"fastseg.{op}: image_shapes[{i}] must be an (H, W) pair of ints, got {hw!r}")
+        out.append(tuple(check_int(v, op, f"image_shapes[{i}]", minimum=1) for v in hw))
+    return out
+
+
+def _check_box_values(op: str, rois: torch.Tensor) -> None:
+    """Every box finite with x2 >= x1 and y2 >= y1 (a box's level comes from its area: a NaN or
+    a negative area has none). Eager only: a data-dependent check would break a compiled graph
+    (the kernel still refuses non-finite rois there)."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or rois.device.type == "meta" \
+            or rois.shape[0] == 0:
+        return
+    b = rois[:, 1:]
+    bad = ~torch.isfinite(b).all(1) | (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+    if bool(bad.any()):
+        k = int(bad.nonzero()[0, 0])
+        raise ValueError(f"fastseg.{op}: boxes must be finite with x2 >= x1 and y2 >= y1; box {k} (of image "
+                         f"{int(rois[k, 0])}) is {rois[k, 1:].tolist()}")
 
 
 def infer_scales(features: Sequence[torch.Tensor], image_shapes: Sequence[Tuple[int, int]]) -> List[float]:
     """Each level's spatial scale, a power of two inferred from its size and the largest image
     size (torchvision's MultiScaleRoIAlign rule: the height's ratio, rounded in log2)."""
-    if not image_shapes:
-        raise ValueError("fastseg.multi_scale_roi_align: image_shapes must not be empty")
+    image_shapes = _image_shapes("multi_scale_roi_align", image_shapes)
     original = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
     return [2 ** float(torch.tensor(float(f.shape[-2]) / float(original[0])).log2().round()) for f in features]
 
@@ -78,30 +134,42 @@ def multi_scale_roi_align(features: Sequence[torch.Tensor], boxes: List[torch.Te
     (`infer_scales`), aligned=False; all levels in one kernel, rows in box order."""
     _loader.require_ops()
     op = "multi_scale_roi_align"
+    if isinstance(features, torch.Tensor):
+        raise TypeError(f"fastseg.{op}: features must be a non-empty list of Tensors, got a Tensor")
     features = list(features)
     if not features or not all(isinstance(f, torch.Tensor) for f in features):
         raise TypeError(f"fastseg.{op}: features must be a non-empty list of Tensors")
-    ph, pw = pair(output_size, op, "output_size", minimum=1)
+    check_same_device(op, "features[0]", features[0], ("features", features[1:]))
     if isinstance(boxes, torch.Tensor) or not isinstance(boxes, (list, tuple)):
         raise TypeError(f"fastseg.{op}: boxes must be a list of [Ki, 4] tensors, one per image")
+    _check_boxes_device(op, features[0], boxes, "features[0]")
+    ph, pw = pair(output_size, op, "output_size", minimum=1)
+    sampling_ratio = _sampling_ratio(op, sampling_ratio)
+    canonical_scale = check_int(canonical_scale, op, "canonical_scale", minimum=1)
+    canonical_level = check_int(canonical_level, op, "canonical_level", minimum=-1024, maximum=1024)
+    eps = check_float(eps, op, "eps")
+    image_shapes = _image_shapes(op, image_shapes)
     rois = boxes_to_rois(boxes, op)
+    _check_box_values(op, rois)
     scales = infer_scales(features, image_shapes)
     if len(features) == 1:
         return roi_align(features[0], rois, (ph, pw), scales[0], sampling_ratio)
     lvl_min = -math.log2(scales[0])
     lvl_max = -math.log2(scales[-1])
     levels = map_levels(boxes, int(lvl_min), int(lvl_max), canonical_scale, canonical_level, eps)
-    return torch.ops.fastseg.multi_scale_roi_align.default(features, rois, levels, scales, ph, pw, int(sampling_ratio))
+    return torch.ops.fastseg.multi_scale_roi_align.default(features, rois, levels, scales, ph, pw, sampling_ratio)
 
 
 def _fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
     torch._check(input.dim() == 4, lambda: f"fastseg.roi_align: input must be 4-D, got {input.dim()}-D")
     torch._check(rois.dim() == 2 and rois.shape[1] == 5, lambda: "fastseg.roi_align: rois must be [K, 5]")
+    fake_same_device("roi_align", "input", input, ("rois", rois))
     return empty_4d((rois.shape[0], input.shape[1], pooled_height, pooled_width), input)
 
 
 def _fake_backward(grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
                    sampling_ratio, aligned):
+    fake_same_device("roi_align", "grad", grad, ("rois", rois))
     return empty_4d((batch_size, channels, height, width), grad)
 
 
@@ -122,6 +190,9 @@ def _backward(ctx, grad):
 
 
 def _ms_fake(features, rois, levels, scales, pooled_height, pooled_width, sampling_ratio):
+    torch._check(len(features) >= 1, lambda: "fastseg.multi_scale_roi_align: features must not be empty")
+    fake_same_device("multi_scale_roi_align", "features[0]", features[0], ("features", list(features[1:])),
+                     ("rois", rois), ("levels", levels))
     return empty_4d((rois.shape[0], features[0].shape[1], pooled_height, pooled_width), features[0])
 
 

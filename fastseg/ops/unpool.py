@@ -10,7 +10,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from .. import _loader
-from ._utils import IntPair, as_batched, empty_4d, no_double_backward, pair
+from ._utils import (IntPair, as_batched, check_bool, check_numel, check_same_device, empty_4d, fake_same_device,
+                     no_double_backward, pair)
 
 __all__ = [
     "max_unpool2d",
@@ -115,9 +116,11 @@ def max_unpool2d(input: torch.Tensor, indices: torch.Tensor, kernel_size: IntPai
     x, unbatched = as_batched(input, op, "input")
     if not isinstance(indices, torch.Tensor):
         raise TypeError(f"fastseg.{op}: indices must be a Tensor, got {type(indices).__name__}")
+    check_same_device(op, "input", x, ("indices", indices))
     idx = indices.unsqueeze(0) if unbatched and indices.dim() == 3 else indices
     k, s, p = _geometry(op, kernel_size, stride, padding)
     H, W = unpool_output_size(x.shape[-2:], k, s, p, output_size, op)
+    check_numel((x.shape[0], x.shape[1], H, W), op, "kernel_size" if output_size is None else "output_size")
     out = torch.ops.fastseg.max_unpool2d.default(x, idx, list(k), list(s), list(p), [H, W])
     return out.squeeze(0) if unbatched else out
 
@@ -125,6 +128,7 @@ def max_unpool2d(input: torch.Tensor, indices: torch.Tensor, kernel_size: IntPai
 @_fake("fastseg::max_unpool2d")
 def _max_unpool2d_fake(input, indices, kernel_size, stride, padding, output_size):
     torch._check(input.dim() == 4, lambda: f"fastseg.max_unpool2d: input must be 4-D, got {input.dim()}-D")
+    fake_same_device("max_unpool2d", "input", input, ("indices", indices))
     torch._check(indices.dtype == torch.int64, lambda: f"fastseg.max_unpool2d: indices must be int64, got {indices.dtype}")
     torch._check(indices.shape == input.shape,
                  lambda: f"fastseg.max_unpool2d: indices must have the shape of input {tuple(input.shape)}, got {tuple(indices.shape)}")
@@ -134,6 +138,7 @@ def _max_unpool2d_fake(input, indices, kernel_size, stride, padding, output_size
 
 @_fake("fastseg::max_unpool2d_backward")
 def _max_unpool2d_backward_fake(grad_output, indices):
+    fake_same_device("max_unpool2d", "grad_output", grad_output, ("indices", indices))
     return empty_4d(indices.shape, grad_output, layout_of=indices)
 
 
@@ -162,7 +167,8 @@ def max_pool2d_compact(input: torch.Tensor, kernel_size: IntPair, stride: Option
     x, unbatched = as_batched(input, op, "input")
     k, s, p = _geometry(op, kernel_size, stride, padding)
     _check_pool_args(op, x.shape[-2:], k, s, p)
-    values, offsets = torch.ops.fastseg.max_pool2d_compact.default(x, list(k), list(s), list(p), bool(ceil_mode))
+    ceil_mode = check_bool(ceil_mode, op, "ceil_mode")
+    values, offsets = torch.ops.fastseg.max_pool2d_compact.default(x, list(k), list(s), list(p), ceil_mode)
     if unbatched:
         return values.squeeze(0), offsets.squeeze(0)
     return values, offsets
@@ -189,6 +195,7 @@ def _max_pool2d_compact_fake(input, kernel_size, stride, padding, ceil_mode):
 
 @_fake("fastseg::max_pool2d_compact_backward")
 def _max_pool2d_compact_backward_fake(grad_values, offsets, input_size, kernel_size, stride, padding):
+    fake_same_device("max_pool2d_compact", "grad_values", grad_values, ("offsets", offsets))
     N, C = grad_values.shape[:2]
     return empty_4d((N, C, input_size[0], input_size[1]), grad_values, layout_of=grad_values)
 
@@ -218,12 +225,14 @@ def max_unpool2d_compact(values: torch.Tensor, offsets: torch.Tensor, kernel_siz
     x, unbatched = as_batched(values, op, "values")
     if not isinstance(offsets, torch.Tensor):
         raise TypeError(f"fastseg.{op}: offsets must be a Tensor, got {type(offsets).__name__}")
+    check_same_device(op, "values", x, ("offsets", offsets))
     off = offsets.unsqueeze(0) if unbatched and offsets.dim() == 3 else offsets
     k, s, p = _geometry(op, kernel_size, stride, padding)
     if k[0] * k[1] > MAX_COMPACT_WINDOW:
         raise ValueError(f"fastseg.{op}: kernel_size {k} has {k[0] * k[1]} elements; "
                          f"uint8 offsets allow at most {MAX_COMPACT_WINDOW}")
     H, W = unpool_output_size(x.shape[-2:], k, s, p, output_size, op)
+    check_numel((x.shape[0], x.shape[1], H, W), op, "kernel_size" if output_size is None else "output_size")
     out = torch.ops.fastseg.max_unpool2d_compact.default(x, off, list(k), list(s), list(p), [H, W])
     return out.squeeze(0) if unbatched else out
 
@@ -231,6 +240,7 @@ def max_unpool2d_compact(values: torch.Tensor, offsets: torch.Tensor, kernel_siz
 @_fake("fastseg::max_unpool2d_compact")
 def _max_unpool2d_compact_fake(values, offsets, kernel_size, stride, padding, output_size):
     torch._check(values.dim() == 4, lambda: f"fastseg.max_unpool2d_compact: values must be 4-D, got {values.dim()}-D")
+    fake_same_device("max_unpool2d_compact", "values", values, ("offsets", offsets))
     torch._check(offsets.dtype == torch.uint8,
                  lambda: f"fastseg.max_unpool2d_compact: offsets must be uint8, got {offsets.dtype}")
     torch._check(offsets.shape == values.shape,
@@ -241,6 +251,7 @@ def _max_unpool2d_compact_fake(values, offsets, kernel_size, stride, padding, ou
 
 @_fake("fastseg::max_unpool2d_compact_backward")
 def _max_unpool2d_compact_backward_fake(grad_output, offsets, kernel_size, stride, padding):
+    fake_same_device("max_unpool2d_compact", "grad_output", grad_output, ("offsets", offsets))
     return empty_4d(offsets.shape, grad_output, layout_of=offsets)
 
 
@@ -257,8 +268,12 @@ def _max_unpool2d_compact_backward(ctx, grad):
 
 # ----------------------------------------------------------------------------- nearest, bed of nails
 
-def _scale(op, scale_factor):
-    return pair(scale_factor, op, "scale_factor", minimum=1)
+def _scale(op, scale_factor, x):
+    """scale_factor as a pair of ints >= 1 whose output size N*C*(H*sh)*(W*sw) fits int64."""
+    sh, sw = pair(scale_factor, op, "scale_factor", minimum=1)
+    N, C, H, W = x.shape
+    check_numel((N, C, H, sh, W, sw), op, "scale_factor")
+    return sh, sw
 
 
 def unpool_nearest2d(input: torch.Tensor, scale_factor: IntPair) -> torch.Tensor:
@@ -267,7 +282,7 @@ def unpool_nearest2d(input: torch.Tensor, scale_factor: IntPair) -> torch.Tensor
     op = "unpool_nearest2d"
     _loader.require_ops()
     x, unbatched = as_batched(input, op, "input")
-    out = torch.ops.fastseg.unpool_nearest2d.default(x, list(_scale(op, scale_factor)))
+    out = torch.ops.fastseg.unpool_nearest2d.default(x, list(_scale(op, scale_factor, x)))
     return out.squeeze(0) if unbatched else out
 
 
@@ -276,7 +291,7 @@ def unpool_bed_of_nails2d(input: torch.Tensor, scale_factor: IntPair) -> torch.T
     op = "unpool_bed_of_nails2d"
     _loader.require_ops()
     x, unbatched = as_batched(input, op, "input")
-    out = torch.ops.fastseg.unpool_bed_of_nails2d.default(x, list(_scale(op, scale_factor)))
+    out = torch.ops.fastseg.unpool_bed_of_nails2d.default(x, list(_scale(op, scale_factor, x)))
     return out.squeeze(0) if unbatched else out
 
 
