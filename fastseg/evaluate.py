@@ -1,16 +1,17 @@
 """python -m fastseg.evaluate --checkpoint CKPT --data synthetic|voc:PATH|cityscapes:PATH
 
-Evaluates a training checkpoint on the validation split: the data-set-level confusion matrix
-(mIoU, pixel accuracy, per-class IoU) and the validation loss, printed as JSON. Runs under
-torchrun as well (the confusion matrix is summed over ranks)."""
+Evaluates a training checkpoint on the validation split, printed as JSON: for semantic networks
+the data-set-level confusion matrix (mIoU, pixel accuracy, per-class IoU) and the validation loss;
+for instance models (Mask R-CNN) COCO box and mask AP through pycocotools. Runs under torchrun as
+well (the confusion matrix is summed, the detections gathered over ranks)."""
 import argparse
 import json
 import sys
 
-from .train import checkpoint, distributed
+from .train import checkpoint, detection, distributed
 from .train.config import TrainConfig, UsageError
 from .train.engine import Context, evaluate
-from .train.fit import _loader, build_datasets
+from .train.fit import _loader, build_datasets, model_task
 
 
 def main(argv=None) -> int:
@@ -33,11 +34,17 @@ def main(argv=None) -> int:
         dist = distributed.init(config.device)
         try:
             _, val_set = build_datasets(config, for_training=False)
-            if val_set.num_classes != ckpt["num_classes"]:
+            if model_task(ckpt["model_name"]) == "instance":
+                model = checkpoint.build_model(ckpt).to(dist.device)
+                result = detection.evaluate(model, _loader(val_set, config, dist, shuffle=False),
+                                            Context(dist, ckpt["num_classes"]), list(val_set.thing_ids))
+            elif val_set.num_classes != ckpt["num_classes"]:
                 raise UsageError(f"the checkpoint predicts {ckpt['num_classes']} classes, the data has "
                                  f"{val_set.num_classes}")
-            model = checkpoint.build_model(ckpt).to(dist.device)
-            result = evaluate(model, _loader(val_set, config, dist, shuffle=False), Context(dist, ckpt["num_classes"]))
+            else:
+                model = checkpoint.build_model(ckpt).to(dist.device)
+                result = evaluate(model, _loader(val_set, config, dist, shuffle=False),
+                                  Context(dist, ckpt["num_classes"]))
         finally:
             distributed.shutdown()
     except UsageError as e:

@@ -268,3 +268,54 @@ def test_get_model_and_bad_input():
         maskrcnn_resnet_fpn(num_classes=3, mask_format="png", **TINY)
     with pytest.raises(ValueError, match="depth"):
         maskrcnn_resnet_fpn(num_classes=3, depth=42)
+
+
+def test_export_end_to_end():
+    """torch.export of inference, images in, detections out: the detection count is data-dependent
+    (fastseg's ops have fake kernels with dynamic output sizes); the image sizes are fixed at
+    export time (the resize and padding arithmetic is specialised to them)."""
+    torch.manual_seed(0)
+    model = maskrcnn_resnet_fpn(num_classes=4, **TINY, box_score_thresh=0.258).eval()
+    g = torch.Generator().manual_seed(1)
+    first = [torch.rand(3, 100, 130, generator=g), torch.rand(3, 90, 120, generator=g)]
+    second = [torch.rand(3, 100, 130, generator=g) * 0.5, torch.zeros(3, 90, 120)]
+    ep = torch.export.export(model, (first,), strict=False)
+    targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
+    for op in ("fastseg.multi_scale_roi_align", "fastseg.batched_nms", "fastseg.paste_masks_in_image"):
+        assert any(t.startswith(op) for t in targets), op
+    counts = set()
+    with torch.no_grad():
+        for images in (first, second):
+            exported, eager = ep.module()(images), model(images)
+            for a, b in zip(exported, eager):
+                counts.add(len(b["boxes"]))
+                assert set(a) == set(b)
+                for k in b:
+                    assert torch.equal(a[k], b[k]), k
+    assert len(counts) > 1, f"the images should give different detection counts, got {counts}"
+
+
+def test_compile_parts_fullgraph_and_whole_model():
+    """Backbone + FPN, the RPN head, the RoI pooling and the box and mask heads compile without
+    graph breaks; the whole model compiles (with breaks at the data-dependent steps) and equals
+    eager."""
+    torch.manual_seed(0)
+    model = maskrcnn_resnet_fpn(num_classes=4, **TINY, box_score_thresh=0.2).eval()
+    images = [torch.rand(3, 100, 130)]
+    with torch.no_grad():
+        batch, _ = model.transform(images)
+        feats = model.backbone(batch.tensors)
+        heads = model.roi_heads
+        parts = [(model.backbone, (batch.tensors,)), (model.rpn.head, (list(feats.values()),)),
+                 (heads.box_roi_pool, (feats, [torch.tensor([[1.0, 2, 50, 60], [3, 4, 90, 80]])], batch.image_sizes)),
+                 (heads.box_head, (torch.rand(5, 32, 7, 7),)), (heads.box_predictor, (torch.rand(5, 64),)),
+                 (heads.mask_head, (torch.rand(5, 32, 14, 14),)), (heads.mask_predictor, (torch.rand(5, 32, 14, 14),))]
+        for module, args in parts:
+            torch._dynamo.reset()
+            compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+            torch.testing.assert_close(compiled(*args), module(*args), rtol=1e-5, atol=1e-5)
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend="aot_eager")
+        a, b = compiled(images), model(images)
+    assert len(a[0]["boxes"]) > 0
+    assert_same_detections(a, b, box_tol=1e-3, score_tol=1e-5, mask_tol=1e-5)

@@ -24,7 +24,7 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   "$VENV/bin/pip" install -q $TORCH_SPEC
 fi
-"$VENV/bin/pip" install -q ninja numpy pytest hypothesis expecttest pytest-benchmark setuptools wheel pillow tqdm matplotlib 2>&1 | grep -v "^WARNING: Location" || true
+"$VENV/bin/pip" install -q ninja numpy pytest hypothesis expecttest pytest-benchmark setuptools wheel pillow tqdm matplotlib pycocotools 2>&1 | grep -v "^WARNING: Location" || true
 
 if ! "$VENV/bin/python" -c "import fastseg, sys; sys.exit(0 if fastseg.HAS_OPS else 1)" >/dev/null 2>&1; then
   echo "== building fastseg (a few minutes with the CUDA kernels; FASTSEG_CUDA=0 for C++ only)"

@@ -1,6 +1,10 @@
 """`fit(config)`: the whole training run (what `python -m fastseg.train` calls), single-process or
 under torchrun (DDP). Rank 0 alone logs and writes DIR/metrics.json, metrics.csv, last.pt,
-best.pt and curves.png."""
+best.pt and curves.png.
+
+Two tasks: semantic networks (`model(x) -> logits`, scored by mIoU) and instance segmentation
+models with `task = "instance"` (Mask R-CNN's contract, scored by COCO mask AP through
+pycocotools; trained on SyntheticScenes' instance targets)."""
 import csv
 import json
 import math
@@ -14,11 +18,16 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .. import models
 from ..data import SegmentationFolder, SyntheticScenes, collate
 from ..data.transforms import train_transforms
-from . import checkpoint, distributed
+from . import checkpoint, detection, distributed
 from .config import TrainConfig, UsageError, parse_data_spec
 from .engine import Context, evaluate, train_one_epoch
 
-RECORD_KEYS = ("epoch", "train_loss", "val_loss", "miou", "pixel_accuracy", "seconds", "images_per_second", "lr")
+RECORD_KEYS = {
+    "semantic": ("epoch", "train_loss", "val_loss", "miou", "pixel_accuracy", "seconds", "images_per_second", "lr"),
+    "instance": ("epoch", "train_loss", *detection.LOSS_KEYS, "bbox_ap", "bbox_ap50", "segm_ap", "segm_ap50",
+                 "seconds", "images_per_second", "lr"),
+}
+SCORE_KEY = {"semantic": "miou", "instance": "segm_ap"}  # what best.pt is chosen by
 
 
 def build_datasets(config: TrainConfig, for_training: bool = True) -> Tuple[torch.utils.data.Dataset, ...]:
@@ -89,6 +98,11 @@ def _amp_dtype(config: TrainConfig, device: torch.device):
     return getattr(torch, name)
 
 
+def model_task(name: str) -> str:
+    """"instance" for the detection models (Mask R-CNN), else "semantic"."""
+    return "instance" if name.startswith("maskrcnn") else "semantic"
+
+
 def _make_model(config: TrainConfig, num_classes: int, image_size):
     if config.model not in models.list_models():
         raise UsageError(f"unknown --model {config.model!r}; available: {', '.join(models.list_models())}")
@@ -100,10 +114,31 @@ def _make_model(config: TrainConfig, num_classes: int, image_size):
         raise UsageError(str(e)) from None
     with torch.no_grad():  # the geometry check: can this network take this image size?
         try:
-            model.eval()(torch.zeros(1, 3, *image_size))
+            if model_task(config.model) == "instance":
+                model.eval()([torch.zeros(3, *image_size)])
+            else:
+                model.eval()(torch.zeros(1, 3, *image_size))
         except ValueError as e:
             raise UsageError(f"--image-size {image_size[0]} {image_size[1]}: {e}") from None
     return model
+
+
+def _check_instance_config(config: TrainConfig) -> None:
+    if parse_data_spec(config.data)[0] != "synthetic":
+        raise UsageError(f"--model {config.model} trains on instance targets: use --data synthetic")
+    if config.augment:
+        raise UsageError("--augment transforms semantic targets only; it is not available for instance models")
+
+
+def _instance_setup(config: TrainConfig, train_set) -> Tuple[int, List[int]]:
+    """(num_classes incl. background, thing ids) for an instance model; the detector trains and
+    predicts at the data's size unless --model-arg min_size/max_size say otherwise (torchvision's
+    800 / 1333 would upsample 128-pixel images six times)."""
+    h, w = config.image_size
+    config.model_args.setdefault("min_size", min(h, w))
+    config.model_args.setdefault("max_size", max(h, w))
+    thing_ids = list(train_set.thing_ids)
+    return len(thing_ids) + 1, thing_ids
 
 
 def _optimizer(config: TrainConfig, model):
@@ -114,17 +149,17 @@ def _optimizer(config: TrainConfig, model):
     raise UsageError(f"unknown --optimizer {config.optimizer!r}: sgd or adamw")
 
 
-def write_records(out: str, history: List[Dict]) -> None:
+def write_records(out: str, history: List[Dict], task: str = "semantic") -> None:
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(history, f, indent=1)
     with open(os.path.join(out, "metrics.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RECORD_KEYS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=RECORD_KEYS[task], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
 
 
-def plot_curves(out: str, history: List[Dict]) -> bool:
-    """DIR/curves.png (loss and mIoU per epoch); False when matplotlib is missing."""
+def plot_curves(out: str, history: List[Dict], task: str = "semantic") -> bool:
+    """DIR/curves.png (loss and mIoU, or loss and AP, per epoch); False when matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -133,6 +168,16 @@ def plot_curves(out: str, history: List[Dict]) -> bool:
         return False
     epochs = [r["epoch"] for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    if task == "instance":
+        a.plot(epochs, [r["train_loss"] for r in history], "o-", label="train (sum of the 5 losses)")
+        a.set_xlabel("epoch"), a.set_ylabel("loss"), a.legend(), a.grid(alpha=0.3)
+        for key, label in (("segm_ap", "mask AP"), ("bbox_ap", "box AP"), ("segm_ap50", "mask AP50")):
+            b.plot(epochs, [r[key] for r in history], "o-", label=label)
+        b.set_xlabel("epoch"), b.set_ylabel("val AP (COCO)"), b.set_ylim(0, 1), b.legend(), b.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "curves.png"), dpi=110)
+        plt.close(fig)
+        return True
     a.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     a.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
     a.set_xlabel("epoch"), a.set_ylabel("cross entropy"), a.legend(), a.grid(alpha=0.3)
@@ -156,8 +201,14 @@ def fit(config: TrainConfig) -> List[Dict]:
 
 def _fit(config: TrainConfig, dist: distributed.Dist) -> List[Dict]:
     torch.manual_seed(config.seed)
+    task = model_task(config.model)
+    if task == "instance":
+        _check_instance_config(config)
     train_set, val_set = build_datasets(config)
-    num_classes = train_set.num_classes
+    num_classes, thing_ids = train_set.num_classes, None
+    if task == "instance":
+        config.model_args = dict(config.model_args)
+        num_classes, thing_ids = _instance_setup(config, train_set)
     model = _make_model(config, num_classes, tuple(config.image_size))
     ckpt = None
     if config.resume:
@@ -192,7 +243,8 @@ def _fit(config: TrainConfig, dist: distributed.Dist) -> List[Dict]:
         scheduler.load_state_dict(ckpt["scheduler"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
-        history, start_epoch, best = list(ckpt["history"]), int(ckpt["epoch"]), float(ckpt["best_miou"])
+        history, start_epoch = list(ckpt["history"]), int(ckpt["epoch"])
+        best = float(ckpt.get("best_score", ckpt.get("best_miou")))
         checkpoint.set_rng_state(ckpt["rng"])
     ctx = Context(dist, num_classes, amp_dtype, progress=dist.is_main and sys.stderr.isatty())
     if dist.is_main:
@@ -200,28 +252,39 @@ def _fit(config: TrainConfig, dist: distributed.Dist) -> List[Dict]:
     last = config.epochs if config.stop_after is None else min(config.epochs, config.stop_after)
     for epoch in range(start_epoch + 1, last + 1):
         train_loader.sampler.set_epoch(epoch)
-        stats = train_one_epoch(net, train_loader, optimizer, scheduler, scaler, ctx, epoch)
-        val = evaluate(net, val_loader, ctx)
-        record = {"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["val_loss"],
-                  "miou": val["miou"], "pixel_accuracy": val["pixel_accuracy"], "seconds": round(stats["seconds"], 3),
+        if task == "instance":
+            stats = detection.train_one_epoch(net, train_loader, optimizer, scheduler, scaler, ctx, epoch, thing_ids)
+            val = detection.evaluate(model, val_loader, ctx, thing_ids)
+        else:
+            stats = train_one_epoch(net, train_loader, optimizer, scheduler, scaler, ctx, epoch)
+            val = evaluate(net, val_loader, ctx)
+        record = {"epoch": epoch, **{k: v for k, v in stats.items() if k not in ("seconds", "images")}, **val,
+                  "seconds": round(stats["seconds"], 3),
                   "images_per_second": round(stats["images"] / stats["seconds"], 3),
-                  "lr": optimizer.param_groups[0]["lr"], "iou": val["iou"]}
+                  "lr": optimizer.param_groups[0]["lr"]}
+        score = record[SCORE_KEY[task]]
         history.append(record)
         if dist.is_main:
-            print(f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}, val loss "
-                  f"{record['val_loss']:.4f}, mIoU {record['miou']:.4f}, pixel acc {record['pixel_accuracy']:.4f}, "
+            if task == "instance":
+                scores = (f"box AP {record['bbox_ap']:.4f}, mask AP {record['segm_ap']:.4f}, "
+                          f"mask AP50 {record['segm_ap50']:.4f}")
+            else:
+                scores = (f"val loss {record['val_loss']:.4f}, mIoU {record['miou']:.4f}, "
+                          f"pixel acc {record['pixel_accuracy']:.4f}")
+            print(f"epoch {epoch}/{config.epochs}: train loss {record['train_loss']:.4f}, {scores}, "
                   f"{record['seconds']:.1f} s ({record['images_per_second']:.1f} img/s)", flush=True)
             payload = {"model": (model.module if hasattr(model, "module") else model).state_dict(),
                        "model_name": config.model, "model_args": config.model_args, "num_classes": num_classes,
                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                        "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
                        "rng": checkpoint.rng_state(), "history": history, "config": config.to_dict(),
-                       "best_miou": max(best, record["miou"]), "classes": list(getattr(train_set, "classes", []))}
+                       "best_score": max(best, score), "score_key": SCORE_KEY[task], "task": task,
+                       "classes": list(getattr(train_set, "classes", []))}
             checkpoint.save(os.path.join(config.out, "last.pt"), payload)
-            if record["miou"] > best:
+            if score > best:
                 checkpoint.save(os.path.join(config.out, "best.pt"), payload)
-            write_records(config.out, history)
-            plot_curves(config.out, history)
-        best = max(best, record["miou"])
+            write_records(config.out, history, task)
+            plot_curves(config.out, history, task)
+        best = max(best, score)
         distributed.barrier()
     return history

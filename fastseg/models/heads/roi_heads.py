@@ -181,6 +181,6 @@ class RoIHeads(nn.Module):
         else:
             labels = torch.cat([r["labels"] for r in result])
             probs = mask_logits.sigmoid()[torch.arange(labels.shape[0], device=labels.device), labels][:, None]
-            for r, p in zip(result, probs.split([len(r["labels"]) for r in result], 0)):
+            for r, p in zip(result, probs.split([r["labels"].shape[0] for r in result], 0)):
                 r["masks"] = p
         return result, losses
