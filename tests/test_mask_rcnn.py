@@ -25,23 +25,39 @@ TINY = dict(depth=18, width=16, fpn_channels=32, representation_size=64, min_siz
             rpn_post_nms_top_n_train=150, box_batch_size_per_image=64)
 
 
-def torchvision_model(depth: int, seed: int = 0, frozen: bool = True, **kwargs):
-    """torchvision's MaskRCNN on a ResNet-`depth` FPN backbone with random weights and random
-    (non-trivial) normalisation statistics, in eval mode."""
+def torchvision_model(depth: int, seed: int = 0, frozen: bool = True, calibrated: bool = False, **kwargs):
+    """torchvision's MaskRCNN on a ResNet-`depth` FPN backbone with random weights, in eval mode.
+
+    Normalisation statistics: random (calibrated=False: activations grow to ~1e3 through the
+    blocks, which amplifies float rounding differences ~100x: for comparisons of identical
+    arithmetic), or measured on random images (calibrated=True: unit-scale activations as in a
+    trained network such as torchvision's COCO checkpoint: for comparisons that allow rounding
+    differences, e.g. fastseg's folded batch norms)."""
     import torchvision
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
     from torchvision.ops.misc import FrozenBatchNorm2d as TVFrozen
 
     torch.manual_seed(seed)
-    body = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=TVFrozen if frozen else None)
-    with torch.no_grad():
-        for m in body.modules():
-            if isinstance(m, (TVFrozen, torch.nn.BatchNorm2d)):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
+    resnet = getattr(torchvision.models, f"resnet{depth}")
+    body = resnet(weights=None, norm_layer=TVFrozen if frozen else None)
+    if calibrated:
+        probe = resnet(weights=None).train()
+        for m in probe.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None  # the running statistics become the average over the probes
+        with torch.no_grad():
+            for _ in range(2):
+                probe(torch.rand(2, 3, 160, 224))
+        body.load_state_dict(probe.state_dict())
+    else:
+        with torch.no_grad():
+            for m in body.modules():
+                if isinstance(m, (TVFrozen, torch.nn.BatchNorm2d)):
+                    m.running_mean.uniform_(-0.1, 0.1)
+                    m.running_var.uniform_(0.5, 1.5)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.1, 0.1)
     return MaskRCNN(_resnet_fpn_extractor(body, 5), **kwargs).eval()
 
 
@@ -130,6 +146,23 @@ def test_eval_matches_torchvision(case):
         theirs, mine = tv(images), ours(images)
     assert all(len(r["boxes"]) > 0 for r in theirs), "the case must produce detections to compare"
     assert_same_detections(mine, theirs)
+
+
+@needs_torchvision
+def test_fast_backbone_is_close_to_torchvision():
+    """fast_backbone=True (folded batch norms, channels-last) changes float rounding only: on
+    weights with trained-like (unit-scale) activations the detections agree to rounding."""
+    kw = dict(num_classes=3, min_size=224, max_size=320, box_score_thresh=0.3)
+    tv = torchvision_model(50, seed=1, calibrated=True, **kw)
+    ours = maskrcnn_resnet50_fpn(weights=tv.state_dict(), fast_backbone=True, **kw).eval()
+    assert ours.backbone.body.fold_bn and ours.backbone.body.channels_last
+    g = torch.Generator().manual_seed(5)
+    images = [torch.rand(3, 180, 150, generator=g), torch.rand(3, 240, 200, generator=g)]
+    with torch.no_grad():
+        feats_tv = tv.backbone(tv.transform(images)[0].tensors)
+        feats = ours.backbone(tv.transform(images)[0].tensors)
+    for k in feats_tv:
+        assert (feats[k] - feats_tv[k]).abs().max() <= 1e-4 * feats_tv[k].abs().max(), k
 
 
 @needs_torchvision
@@ -319,3 +352,20 @@ def test_compile_parts_fullgraph_and_whole_model():
         a, b = compiled(images), model(images)
     assert len(a[0]["boxes"]) > 0
     assert_same_detections(a, b, box_tol=1e-3, score_tol=1e-5, mask_tol=1e-5)
+
+
+def test_fast_backbone_trains_like_the_exact_one():
+    """Folded frozen batch norms pass the gradients to the convolutions as the unfolded ones."""
+    exact = maskrcnn_resnet_fpn(num_classes=4, **TINY, norm_layer=FrozenBatchNorm2d).train()
+    fast = maskrcnn_resnet_fpn(num_classes=4, **TINY, norm_layer=FrozenBatchNorm2d, fast_backbone=True).train()
+    fast.load_state_dict(exact.state_dict())
+    images, targets = synthetic_batch(2, (96, 128))
+    grads = []
+    for model in (exact, fast):
+        torch.manual_seed(3)
+        losses = model(images, targets)
+        sum(losses.values()).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert set(grads[0]) == set(grads[1]) and any(n.startswith("backbone.body.layer1") for n in grads[0])
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=2e-3, atol=1e-5, msg=n)

@@ -4,11 +4,21 @@ segmentation use the feature maps.
 
 `FrozenBatchNorm2d` is batch norm with fixed statistics and affine parameters (buffers, not
 parameters), as detection models train with pretrained backbones at small batch sizes.
+
+Speed on the CPU (where the convolutions are ~85 % of Mask R-CNN's time). By default the
+arithmetic is torchvision's, operation for operation (equal outputs), with the frozen batch norm
+and the residual add in place on fresh buffers (no activation-sized allocations). Opt-in, about
+1.4x more on a 2-core CPU, with float rounding differences (~1e-6 relative): `fold_bn=True` folds
+a frozen (or eval-mode) batch norm into the convolution before it (`conv_bn`: scaled weights and a
+bias, recomputed on every call, so training and weight loading need nothing special), removing
+two passes over every activation; `channels_last=True` runs the network in oneDNN's native
+layout, without a reorder of the activations per convolution.
 """
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -43,6 +53,35 @@ class FrozenBatchNorm2d(nn.Module):
 NormLayer = Callable[[int], nn.Module]
 
 
+def conv_bn(conv: nn.Conv2d, bn: nn.Module, x: torch.Tensor, fold: bool = True) -> torch.Tensor:
+    """`bn(conv(x))`; with `fold`, a FrozenBatchNorm2d or an eval-mode BatchNorm2d is folded into
+    the convolution's weights and bias (gradients still reach the convolution's parameters)."""
+    frozen = isinstance(bn, FrozenBatchNorm2d)
+    if frozen and not fold:
+        # torchvision's arithmetic (x * scale + shift), in place on the fresh convolution output:
+        # the same rounding without two activation-sized allocations.
+        scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+        shift = bn.bias - bn.running_mean * scale
+        return conv(x).mul_(scale.reshape(1, -1, 1, 1)).add_(shift.reshape(1, -1, 1, 1))
+    if not fold or not (frozen or (isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.running_var is not None
+                                   and bn.weight is not None)):
+        return bn(conv(x))
+    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+    shift = bn.bias - bn.running_mean * scale
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    return F.conv2d(x, conv.weight * scale.reshape(-1, 1, 1, 1), bias, conv.stride, conv.padding, conv.dilation,
+                    conv.groups)
+
+
+def _shortcut(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    d = block.downsample
+    if d is None:
+        return x
+    if isinstance(d, nn.Sequential) and len(d) == 2 and isinstance(d[0], nn.Conv2d):
+        return conv_bn(d[0], d[1], x, block.fold_bn)
+    return d(x)
+
+
 def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride, padding=k // 2, bias=False)
 
@@ -56,11 +95,14 @@ class BasicBlock(nn.Module):
         self.conv2, self.bn2 = _conv(width, width, 3), norm(width)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.fold_bn = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
+        identity = _shortcut(self, x)
+        out = self.relu(conv_bn(self.conv1, self.bn1, x, self.fold_bn))
+        out = conv_bn(self.conv2, self.bn2, out, self.fold_bn)
+        out += identity  # in place: no extra activation-sized buffer per block
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -74,12 +116,15 @@ class Bottleneck(nn.Module):
         self.conv3, self.bn3 = _conv(width, width * 4, 1), norm(width * 4)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.fold_bn = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
+        identity = _shortcut(self, x)
+        out = self.relu(conv_bn(self.conv1, self.bn1, x, self.fold_bn))
+        out = self.relu(conv_bn(self.conv2, self.bn2, out, self.fold_bn))
+        out = conv_bn(self.conv3, self.bn3, out, self.fold_bn)
+        out += identity  # in place: no extra activation-sized buffer per block
+        return self.relu(out)
 
 
 _DEPTHS: Dict[int, tuple] = {
@@ -95,12 +140,14 @@ class ResNet(nn.Module):
     `out_channels` lists their channels. `width` scales every stage (64 is the paper's)."""
 
     def __init__(self, depth: int = 50, *, norm_layer: Optional[NormLayer] = None, width: int = 64,
-                 in_channels: int = 3):
+                 in_channels: int = 3, channels_last: bool = False, fold_bn: bool = False):
         super().__init__()
         if depth not in _DEPTHS:
             raise ValueError(f"fastseg.models.ResNet: depth must be one of {sorted(_DEPTHS)}, got {depth!r}")
         block, counts = _DEPTHS[depth]
         norm = norm_layer or FrozenBatchNorm2d
+        self.channels_last = channels_last
+        self.fold_bn = fold_bn
         self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
         self.bn1 = norm(width)
         self.relu = nn.ReLU(inplace=True)
@@ -115,6 +162,8 @@ class ResNet(nn.Module):
                     down = nn.Sequential(_conv(cin, w * block.expansion, 1, stride), norm(w * block.expansion))
                 layers.append(block(cin, w, stride if j == 0 else 1, norm, down))
                 cin = w * block.expansion
+            for b in layers:
+                b.fold_bn = fold_bn
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
             self.out_channels.append(cin)
 
@@ -133,7 +182,9 @@ class ResNet(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.maxpool(self.relu(conv_bn(self.conv1, self.bn1, x, self.fold_bn)))
         out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
         for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
             x = layer(x)
