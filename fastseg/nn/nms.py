@@ -3,7 +3,10 @@
 import torch
 from torch import nn
 
-from .. import ops, reference as _reference
+from .. import reference as _reference
+from ..ops.nms import batched_nms as _batched_nms_op
+
+torch.fx.wrap("_batched_nms_op")  # one node under torch.fx.symbolic_trace
 
 
 class BatchedNMS(nn.Module):
@@ -18,7 +21,7 @@ class BatchedNMS(nn.Module):
     def forward(self, boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor) -> torch.Tensor:
         if self.reference:
             return _reference.batched_nms(boxes, scores, idxs, self.iou_threshold)
-        return ops.batched_nms(boxes, scores, idxs, self.iou_threshold)
+        return _batched_nms_op(boxes, scores, idxs, self.iou_threshold)
 
     def extra_repr(self) -> str:
         return f"iou_threshold={self.iou_threshold}"

@@ -5,7 +5,12 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .. import ops, reference as _reference
+from .. import reference as _reference
+from ..ops.paste_masks import paste_masks as _paste_masks_op, paste_masks_in_image as _paste_masks_in_image_op
+
+# One node each under torch.fx.symbolic_trace.
+torch.fx.wrap("_paste_masks_op")
+torch.fx.wrap("_paste_masks_in_image_op")
 
 
 class PasteMasksInImage(nn.Module):
@@ -20,7 +25,7 @@ class PasteMasksInImage(nn.Module):
     def forward(self, masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
         if self.reference:
             return _reference.paste_masks_in_image(masks, boxes, image_size, self.padding)
-        return ops.paste_masks_in_image(masks, boxes, image_size, self.padding)
+        return _paste_masks_in_image_op(masks, boxes, image_size, self.padding)
 
     def extra_repr(self) -> str:
         return f"padding={self.padding}"
@@ -38,7 +43,7 @@ class PasteMasks(nn.Module):
     def forward(self, masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
         if self.reference:
             return _reference.paste_masks(masks, boxes, image_size, self.threshold)
-        return ops.paste_masks(masks, boxes, image_size, self.threshold)
+        return _paste_masks_op(masks, boxes, image_size, self.threshold)
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}"

@@ -10,8 +10,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import ops
 from ..ops._utils import IntPair, pair
+from ..ops.unpool import (
+    max_pool2d_compact as _max_pool2d_compact_op,
+    max_unpool2d as _max_unpool2d_op,
+    max_unpool2d_compact as _max_unpool2d_compact_op,
+    unpool_bed_of_nails2d as _unpool_bed_of_nails2d_op,
+    unpool_nearest2d as _unpool_nearest2d_op,
+)
+
+# torch.fx.symbolic_trace records each op as one call (as torchvision does for its ops).
+for _name in ("_max_pool2d_compact_op", "_max_unpool2d_op", "_max_unpool2d_compact_op", "_unpool_bed_of_nails2d_op",
+              "_unpool_nearest2d_op"):
+    torch.fx.wrap(_name)
 
 
 class _PoolGeometry(nn.Module):
@@ -33,7 +44,7 @@ class MaxUnpool2d(_PoolGeometry):
                 output_size: Optional[Sequence[int]] = None) -> torch.Tensor:
         if self.reference:
             return F.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
-        return ops.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+        return _max_unpool2d_op(input, indices, self.kernel_size, self.stride, self.padding, output_size)
 
 
 class MaxPool2dCompact(_PoolGeometry):
@@ -50,7 +61,7 @@ class MaxPool2dCompact(_PoolGeometry):
         if self.reference:
             return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, 1, self.ceil_mode,
                                 return_indices=True)
-        return ops.max_pool2d_compact(input, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        return _max_pool2d_compact_op(input, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", ceil_mode={self.ceil_mode}"
@@ -63,7 +74,7 @@ class MaxUnpool2dCompact(_PoolGeometry):
                 output_size: Optional[Sequence[int]] = None) -> torch.Tensor:
         if self.reference:  # `offsets` are then MaxPool2dCompact's reference (int64) indices
             return F.max_unpool2d(values, offsets, self.kernel_size, self.stride, self.padding, output_size)
-        return ops.max_unpool2d_compact(values, offsets, self.kernel_size, self.stride, self.padding, output_size)
+        return _max_unpool2d_compact_op(values, offsets, self.kernel_size, self.stride, self.padding, output_size)
 
 
 class _ScaleUnpool(nn.Module):
@@ -83,7 +94,7 @@ class UnpoolNearest2d(_ScaleUnpool):
         if self.reference:
             sh, sw = pair(self.scale_factor, "UnpoolNearest2d", "scale_factor", minimum=1)
             return F.interpolate(input, scale_factor=(float(sh), float(sw)), mode="nearest")
-        return ops.unpool_nearest2d(input, self.scale_factor)
+        return _unpool_nearest2d_op(input, self.scale_factor)
 
 
 class UnpoolBedOfNails2d(_ScaleUnpool):
@@ -95,4 +106,4 @@ class UnpoolBedOfNails2d(_ScaleUnpool):
             out = input.new_zeros(*input.shape[:-2], input.shape[-2] * sh, input.shape[-1] * sw)
             out[..., ::sh, ::sw] = input
             return out
-        return ops.unpool_bed_of_nails2d(input, self.scale_factor)
+        return _unpool_bed_of_nails2d_op(input, self.scale_factor)
