@@ -21,9 +21,7 @@ rounding differences) and `torchvision`. Images are 800 x 1088 (COCO's typical s
 Written to `<out>/<device-slug>/<profile>-maskrcnn.{md,json}`.
 """
 import argparse
-import copy
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from typing import Any, Callable, Dict, List
 
 import torch
 
-from . import harness
+from . import harness, report
 
 SIZES = {"full": (800, 1088), "quick": (400, 544)}
 # Random weights regress boxes wildly (the RPN's proposals collapse to a few image-sized boxes),
@@ -273,16 +271,7 @@ def main(argv=None) -> int:
     doc = {"environment": env, "profile": profile, "repeats": args.repeats, "torchvision_version": torchvision.__version__,
            "command": "python -m benchmarks.maskrcnn " + " ".join(argv if argv is not None else sys.argv[1:]),
            **run(profile, args.repeats, device)}
-    out_dir = os.path.join(args.out, env["device"]["slug"])
-    os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"{profile}-maskrcnn")
-    with open(stem + ".json", "w") as f:
-        json.dump(doc, f, indent=1)
-    text = markdown(doc)
-    with open(stem + ".md", "w") as f:
-        f.write(text)
-    print(text)
-    print(f"results: {stem}.md, {stem}.json")
+    report.write_doc(args.out, env["device"]["slug"], f"{profile}-maskrcnn", doc, markdown(doc))
     return 0
 
 

@@ -18,8 +18,6 @@ first over the second (the assembly adds no overhead when it is about 100 %). Wr
 `<out>/<device-slug>/<profile>-network-profile.{md,json}`.
 """
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
@@ -29,7 +27,7 @@ import torch
 
 from fastseg import nn as fnn
 
-from . import harness
+from . import harness, report
 from .cases import networks
 
 
@@ -192,16 +190,8 @@ def main(argv=None) -> int:
     doc = {"environment": env, "profile": size, "repeats": args.repeats,
            "command": "python -m benchmarks.network_profile " + " ".join(argv if argv is not None else sys.argv[1:]),
            "networks": [profile_network(n, size, args.repeats) for n in names]}
-    out_dir = os.path.join(args.out, env["device"]["slug"])
-    os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"{size}-network-profile" + (f"-{'-'.join(args.filter)}" if args.filter else ""))
-    with open(stem + ".json", "w") as f:
-        json.dump(doc, f, indent=1)
-    text = markdown(doc)
-    with open(stem + ".md", "w") as f:
-        f.write(text)
-    print(text)
-    print(f"results: {stem}.md, {stem}.json")
+    name = f"{size}-network-profile" + (f"-{'-'.join(args.filter)}" if args.filter else "")
+    report.write_doc(args.out, env["device"]["slug"], name, doc, markdown(doc))
     return 0
 
 

@@ -175,6 +175,21 @@ def plot_ratios(doc: Dict[str, Any], path: str) -> Optional[str]:
     return path
 
 
+def write_doc(out_root: str, slug: str, name: str, doc: Dict[str, Any], text: str) -> str:
+    """A tool's results: `<out_root>/<slug>/<name>.json` (doc) and `.md` (text), printed with
+    their paths; returns the common stem."""
+    folder = os.path.join(out_root, slug)
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.join(folder, name)
+    with open(stem + ".json", "w") as f:
+        json.dump(doc, f, indent=1)
+    with open(stem + ".md", "w") as f:
+        f.write(text)
+    print(text)
+    print(f"results: {stem}.md, {stem}.json")
+    return stem
+
+
 def write(doc: Dict[str, Any], out_root: str, name: str) -> Dict[str, str]:
     """Writes `<out_root>/<device-slug>/<name>.json|.md|.png`; returns the paths written."""
     folder = os.path.join(out_root, doc["device"]["slug"])

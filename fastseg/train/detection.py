@@ -12,7 +12,7 @@ import torch
 
 from .config import UsageError
 from .distributed import all_reduce_sum
-from .engine import Context, _bar
+from .engine import Context, _bar, optimizer_step
 
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
@@ -48,15 +48,7 @@ def train_one_epoch(model, loader: Iterable, optimizer, scheduler, scaler, ctx: 
         with ctx.autocast():
             loss_dict = model(inputs, tgts)
         loss = sum(loss_dict[k].float() for k in LOSS_KEYS)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, optimizer, scheduler, scaler)
         step = torch.stack([loss_dict[k].detach().to(torch.float64) for k in LOSS_KEYS] +
                            [torch.ones((), dtype=torch.float64, device=device),
                             torch.tensor(float(len(inputs)), dtype=torch.float64, device=device)])

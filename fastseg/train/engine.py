@@ -54,6 +54,19 @@ def _bar(ctx: Context, loader, desc: str):
     return tqdm(total=len(loader), desc=desc, leave=False, dynamic_ncols=True)
 
 
+def optimizer_step(loss: torch.Tensor, optimizer, scheduler, scaler) -> None:
+    """Backward, optimizer and schedule step (through the GradScaler with float16 AMP)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
+
+
 def train_one_epoch(model, loader: Iterable, optimizer, scheduler, scaler, ctx: Context, epoch: int) -> Dict:
     """Returns {"train_loss" (mean over the global batch's kept pixels), "images", "seconds"}."""
     model.train()
@@ -70,15 +83,7 @@ def train_one_epoch(model, loader: Iterable, optimizer, scheduler, scaler, ctx: 
         # averaging, K processes then compute exactly the single-process loss and gradients.
         kept = all_reduce_sum((target != IGNORE_INDEX).sum().to(torch.float64))
         loss = losses.cross_entropy(logits, target, IGNORE_INDEX, normalizer=kept / ctx.dist.world_size)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, optimizer, scheduler, scaler)
         batch_loss = all_reduce_sum(loss.detach().to(torch.float64) * kept / ctx.dist.world_size)
         totals += torch.stack([batch_loss, kept, all_reduce_sum(torch.tensor(float(images.shape[0]),
                                                                              dtype=torch.float64, device=device))])

@@ -46,7 +46,8 @@ class FeaturePyramidNetwork(nn.Module):
         results = [self.layer_blocks[-1](last)]
         for i in range(len(feats) - 2, -1, -1):
             lateral = self.inner_blocks[i](feats[i])
-            last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
+            # in place on the fresh lateral: torchvision's sum without an extra buffer per level
+            last = lateral.add_(F.interpolate(last, size=lateral.shape[-2:], mode="nearest"))
             results.insert(0, self.layer_blocks[i](last))
         if self.extra_pool:
             names.append("pool")
