@@ -271,3 +271,38 @@ def check_no_overlap(op: str, out_name: str, out: torch.Tensor, *named) -> None:
     for name, t in _tensors(named):
         if overlap_status(out, t) in ("full", "partial"):
             raise RuntimeError(f"fastseg.{op}: {out_name} must not share memory with {name}")
+
+
+# ----------------------------------------------------------------------------- autocast
+_AUTOCAST_KEYS = {"cpu": "AutocastCPU", "cuda": "AutocastCUDA"}
+_ALL_AUTOCAST = torch._C.DispatchKeySet(torch._C.DispatchKey.AutocastCPU) | torch._C.DispatchKeySet(
+    torch._C.DispatchKey.AutocastCUDA)
+_autocast_lib = None
+
+
+def _autocast_kernel(op, device_type: str, dtype: Optional[torch.dtype]):
+    def kernel(*args):
+        target = dtype or torch.get_autocast_dtype(device_type)
+
+        def cast(a):
+            if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != torch.float64:
+                return a.to(target)
+            return a
+
+        with torch._C._ExcludeDispatchKeyGuard(_ALL_AUTOCAST):
+            return op(*[cast(a) for a in args])
+
+    return kernel
+
+
+def register_autocast(names: Sequence[str], dtype: Optional[torch.dtype]) -> None:
+    """Autocast kernels (CPU and CUDA) for `torch.ops.fastseg.<name>`: every floating operand
+    (float64 aside, as ATen does) is cast to `dtype`, or with dtype=None to the autocast dtype in
+    effect. None is the lower-precision policy of F.conv_transpose2d; float32 is torchvision's
+    policy for nms (mixed float32 boxes and bfloat16 scores then work as there)."""
+    global _autocast_lib
+    if _autocast_lib is None:
+        _autocast_lib = torch.library.Library("fastseg", "IMPL")
+    for name in names:
+        for device, key in _AUTOCAST_KEYS.items():
+            _autocast_lib.impl(name, _autocast_kernel(getattr(torch.ops.fastseg, name).default, device, dtype), key)

@@ -22,7 +22,7 @@ import torch
 
 from .. import _loader
 from ._utils import (IntPair, as_batched, check_int, check_numel, check_same_device, empty_4d, fake_same_device,
-                     pair)
+                     pair, register_autocast)
 
 __all__ = [
     "conv_transpose2d_crop",
@@ -219,28 +219,5 @@ if _loader.HAS_OPS:
 # autocast dtype in effect (bfloat16 / float16). The fastseg ops follow the same policy, so a
 # ConvTranspose2dCrop behaves under torch.autocast as the nn.ConvTranspose2d it replaces
 # (torchvision registers its op autocast kernels the same way). float64 is left alone, as ATen does.
-_AUTOCAST_KEYS = {"cpu": "AutocastCPU", "cuda": "AutocastCUDA"}
-_ALL_AUTOCAST = torch._C.DispatchKeySet(torch._C.DispatchKey.AutocastCPU) | torch._C.DispatchKeySet(
-    torch._C.DispatchKey.AutocastCUDA)
-
-
-def _autocast_kernel(op, device_type):
-    def kernel(*args):
-        dtype = torch.get_autocast_dtype(device_type)
-
-        def cast(a):
-            if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != torch.float64:
-                return a.to(dtype)
-            return a
-
-        with torch._C._ExcludeDispatchKeyGuard(_ALL_AUTOCAST):
-            return op(*[cast(a) for a in args])
-
-    return kernel
-
-
 if _loader.HAS_OPS:
-    _autocast_lib = torch.library.Library("fastseg", "IMPL")
-    for _name in ("conv_transpose2d_crop", "conv_transpose2d_crop_cat"):
-        for _device, _key in _AUTOCAST_KEYS.items():
-            _autocast_lib.impl(_name, _autocast_kernel(getattr(torch.ops.fastseg, _name).default, _device), _key)
+    register_autocast(("conv_transpose2d_crop", "conv_transpose2d_crop_cat"), None)

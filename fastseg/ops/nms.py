@@ -15,7 +15,7 @@ import torch
 from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from .. import _loader
-from ._utils import check_float, check_same_device, fake_same_device
+from ._utils import check_float, check_same_device, fake_same_device, register_autocast
 
 __all__ = ["nms", "batched_nms"]
 
@@ -61,6 +61,9 @@ def _fake_kept(boxes, scores, idxs=None, op="nms"):
 
 
 if _loader.HAS_OPS:
+    # Under autocast, boxes and scores in float32 (torchvision's nms autocast policy): the
+    # bfloat16 / float16 scores autocast produces next to float32 boxes are accepted as there.
+    register_autocast(("nms", "batched_nms"), torch.float32)
     torch.library.register_fake("fastseg::nms")(lambda boxes, scores, iou_threshold: _fake_kept(boxes, scores))
     torch.library.register_fake("fastseg::batched_nms")(
         lambda boxes, scores, idxs, iou_threshold: _fake_kept(boxes, scores, idxs, "batched_nms"))
