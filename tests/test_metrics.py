@@ -532,3 +532,14 @@ def test_cuda_matches_cpu():
     m_gpu.update(pred.cuda(), target.cuda())
     assert m_gpu.device.type == "cuda"
     assert torch.equal(m_gpu.confusion_matrix.cpu(), m_cpu.confusion_matrix)
+
+
+def test_mean_iou_ignore_index_inside_the_label_range():
+    """Target pixels of the ignored class are skipped; predictions of it still count against the
+    other classes, and its IoU (0 here: predicted, never a counted target) enters the mean, as the
+    docstring says."""
+    from fastseg.metrics import MeanIoU
+    m = MeanIoU(3, ignore_index=1)
+    m.update(torch.tensor([0, 2, 2, 1]), torch.tensor([0, 1, 2, 2]))  # (prediction, target)
+    result = m.compute()
+    assert result["iou"] == [1.0, 0.0, 0.5] and result["miou"] == 0.5

@@ -35,8 +35,12 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 class MeanIoU:
     """Streaming confusion matrix over `num_classes` labels 0..num_classes-1.
 
-    `ignore_index` (None for none) marks target pixels to skip; it may lie inside the label
-    range, which then excludes that class. The state `confusion_matrix` (int64 [C, C], rows =
+    `ignore_index` (None for none) marks target pixels to skip. It may lie inside the label
+    range: target pixels of that class are then not counted, but predictions of it on counted
+    pixels still are (false positives of the other classes' rows), and the class keeps its IoU
+    entry (0 when it is predicted somewhere, nan when never), which enters the mean like any
+    other class (mmseg's and torchmetrics' behaviour). To leave a class out of the mean entirely,
+    drop its entry from `compute()["iou"]`. The state `confusion_matrix` (int64 [C, C], rows =
     target) moves to the device of each update's inputs, so CUDA inputs stay on the GPU.
     """
 

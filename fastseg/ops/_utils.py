@@ -52,7 +52,8 @@ def _is_int(v) -> bool:
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     """The layout our kernels give their outputs: channels-last in, channels-last out.
 
-    The C++ side uses the same rule (csrc/common/layout.h) so that fake and real strides agree.
+    The C++ side uses the same rule (`is_channels_last` in csrc/common/tensor_view.h) so that fake
+    and real strides agree.
     """
     if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last

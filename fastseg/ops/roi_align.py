@@ -4,8 +4,10 @@
 image. Non-finite boxes and batch indices outside the batch raise (torchvision reads out of
 bounds / returns garbage there). Kernels in csrc/ops/roi_align/: the forward is one body per
 output element (channels-last input is read with C innermost and gives channels-last output);
-the backward scatters per (image, channel) plane: parallel on the CPU and deterministic on both
-backends (no atomics). Double backward raises.
+the backward scatters per (image, channel) plane on the CPU (parallel, deterministic, no
+atomics); on CUDA it scatters with atomic adds like torchvision's kernel (not bit-reproducible),
+or per plane without atomics when `torch.use_deterministic_algorithms(True)`. Double backward
+raises.
 """
 import math
 from typing import List, Sequence, Tuple, Union

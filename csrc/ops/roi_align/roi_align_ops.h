@@ -45,7 +45,8 @@ inline void check_args(const char* op, const at::Tensor& rois, const at::Tensor&
 
 // The rois in opmath precision, contiguous, after checking that every coordinate is finite,
 // every batch index names an image (torchvision truncates it to an int) and adaptive sampling
-// stays bounded. One device-to-host read on CUDA.
+// stays bounded. On CUDA each check is a device-to-host read (up to four per call: finiteness,
+// batch indices, and the two adaptive sampling bounds), so the op cannot be captured in a CUDA graph.
 inline at::Tensor prepared_rois(const char* op, const at::Tensor& rois, int64_t batch, at::ScalarType acc,
                                 double spatial_scale, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio) {
   auto r = rois.to(acc).contiguous();
