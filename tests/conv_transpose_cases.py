@@ -7,7 +7,6 @@ conv kernel). Nothing here calls fastseg's kernels to produce an expectation.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 from typing import Any, Dict, List, Tuple
@@ -16,22 +15,15 @@ import torch
 import torch.nn.functional as F
 
 import fastseg.ops as fops
+import fastseg.testing
 from fastseg.reference import conv_transpose as R
 
-from helpers import LAYOUTS, BadCase, assert_memory_format, cpu_kernel_form, make_layout, torch_gen
+from helpers import LAYOUTS, BadCase, assert_memory_format, make_layout, strategy, torch_gen
 
-#: Kernel strategies of fastseg::conv_transpose2d_crop (csrc/ops/conv_transpose/conv_transpose_ops.h):
-#: "auto" picks by shape; the others force one (phase GEMM needs dilation 1, else direct runs).
-STRATEGIES = ("auto", "direct", "gemm", "aten")
-
-
-@contextlib.contextmanager
-def strategy(name: str):
-    old = torch.ops.fastseg._set_conv_transpose_strategy(STRATEGIES.index(name))
-    try:
-        yield
-    finally:
-        torch.ops.fastseg._set_conv_transpose_strategy(old)
+#: Kernel strategies of fastseg::conv_transpose2d_crop (csrc/ops/conv_transpose/conv_transpose_ops.h),
+#: forced with strategy(conv_transpose=name): "auto" picks by shape; the others force one (phase
+#: GEMM needs dilation 1, else direct runs).
+STRATEGIES = fastseg.testing.SETTINGS["conv_transpose"]
 
 
 def full_size(hw, k, s, p, d) -> Tuple[int, int]:
@@ -164,7 +156,7 @@ def run_good(seed: int, device: str = "cpu"):
     form (the code the GPU runs) instead of the row form."""
     c = good(seed, device)
     form = "element" if device == "cpu" and (seed // len(STRATEGIES)) % 2 else "row"
-    with strategy(c["strategy"]), cpu_kernel_form(form):
+    with strategy(conv_transpose=c["strategy"], cpu_row_kernels=form == "row"):
         check(c["x"], c["w"], c["b"], c["s"], c["p"], c["d"], c["g"], c["crop"], c["size"],
               grad=seed % 3 == 0, reference=seed % 5 == 0, desc=c["desc"])
 

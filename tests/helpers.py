@@ -33,6 +33,7 @@ import pytest
 import torch
 
 import fastseg
+import fastseg.testing
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(TESTS_DIR)
@@ -234,18 +235,19 @@ def many_threads(n: int = MAX_THREADS):
 KERNEL_FORMS: Tuple[str, ...] = ("row", "element")
 
 
-@contextlib.contextmanager
-def cpu_kernel_form(form: str):
-    """Selects the CPU kernel form ("row": the default; "element": as on CUDA) via the
-    dispatcher op fastseg::_set_cpu_row_kernels."""
-    assert form in KERNEL_FORMS, form
-    if not hasattr(torch.ops.fastseg, "_set_cpu_row_kernels"):
-        pytest.skip("this build has no fastseg::_set_cpu_row_kernels")
-    old = torch.ops.fastseg._set_cpu_row_kernels(form == "row")
+def strategy(**settings):
+    """fastseg.testing.strategy(**settings) (forces kernel paths, restores them on exit), or a
+    skip where this build has no testing switches."""
     try:
-        yield
-    finally:
-        torch.ops.fastseg._set_cpu_row_kernels(old)
+        return fastseg.testing.strategy(**settings)
+    except RuntimeError as e:
+        pytest.skip(str(e))
+
+
+def cpu_kernel_form(form: str):
+    """Selects the CPU kernel form ("row": the default; "element": as on CUDA)."""
+    assert form in KERNEL_FORMS, form
+    return strategy(cpu_row_kernels=form == "row")
 
 
 def kernel_form_or_skip(device: str, form: str):

@@ -25,7 +25,7 @@ DTYPE_PARAMS = [pytest.param(d, id=helpers.dtype_id(d)) for d in helpers.DTYPES]
 
 @pytest.fixture(params=C.STRATEGIES)
 def strategy(request):
-    with C.strategy(request.param):
+    with helpers.strategy(conv_transpose=request.param):
         yield request.param
 
 
@@ -33,7 +33,7 @@ def strategy(request):
 @pytest.mark.parametrize("name", ["direct", "gemm"])
 def test_kernel_forms_agree(device, form, name):
     """The CPU row kernels and the per-element bodies (what CUDA runs) give the same values."""
-    with C.strategy(name), helpers.kernel_form_or_skip(device, form):
+    with helpers.strategy(conv_transpose=name), helpers.kernel_form_or_skip(device, form):
         for seed in range(60):
             c = C.good(3000 + seed, device)
             C.check(c["x"], c["w"], c["b"], c["s"], c["p"], c["d"], c["g"], c["crop"], c["size"], grad=False,
@@ -60,7 +60,7 @@ def test_direct_row_form_bit_exact(dtype):
         b = randn((cout,), dtype, "cpu", 30 + i)
         outs = []
         for form in ("row", "element"):
-            with C.strategy("direct"), helpers.cpu_kernel_form(form):
+            with helpers.strategy(conv_transpose="direct", cpu_row_kernels=form == "row"):
                 outs.append(fops.conv_transpose2d_crop(x, w, b, s, p, 1, g, crop, size))
                 oh, ow = outs[-1].shape[-2:]
                 view = torch.zeros(2, cout, oh, 3 * ow, dtype=dtype)[..., ::3]  # x stride 3

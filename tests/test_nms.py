@@ -2,7 +2,6 @@
 and to fastseg.reference, for both kernel strategies (greedy, bitmask: the body CUDA runs),
 on random boxes with many overlaps, duplicates, degenerate boxes, exact score ties and IoUs
 exactly at the threshold. >= 500 generated inputs per op, and bad inputs run in a subprocess."""
-import contextlib
 import importlib
 import random
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 import fastseg.ops as fops
+import fastseg.testing
 
 import helpers
 from helpers import BadCase, torch_gen
@@ -18,22 +18,13 @@ pytestmark = helpers.needs_ops
 
 R = importlib.import_module("fastseg.reference.nms")  # the module (fastseg.reference.nms is the function)
 
-STRATEGIES = ("auto", "greedy", "bitmask")
+STRATEGIES = fastseg.testing.SETTINGS["nms"]  # "auto", "greedy", "bitmask"
 GOOD = 500
-
-
-@contextlib.contextmanager
-def strategy(name):
-    old = torch.ops.fastseg._set_nms_strategy(STRATEGIES.index(name))
-    try:
-        yield
-    finally:
-        torch.ops.fastseg._set_nms_strategy(old)
 
 
 @pytest.fixture(params=STRATEGIES)
 def strat(request):
-    with strategy(request.param):
+    with helpers.strategy(nms=request.param):
         yield request.param
 
 
@@ -151,7 +142,7 @@ def test_fuzz(device):
         dtype = rng.choice((torch.float32, torch.float32, torch.float64, torch.float16, torch.bfloat16))
         thr = rng.choice((0.0, 0.1, 0.5, 0.7, 0.9, 1.0, rng.random()))
         try:
-            with strategy(STRATEGIES[seed % 3]):
+            with helpers.strategy(nms=STRATEGIES[seed % 3]):
                 boxes, scores = random_boxes(rng, gen, k, dtype, device) if k else (
                     torch.zeros(0, 4, dtype=dtype, device=device), torch.zeros(0, dtype=dtype, device=device))
                 check_nms(boxes, scores, thr, desc=f"seed {seed}")

@@ -4,7 +4,6 @@ map, degenerate and huge boxes, aligned both ways, sampling_ratio -1/0/1/2/4, sp
 the list-of-boxes form, empty box sets, every dtype, channels-last; both CPU kernel forms (the
 per-roi table path and the shared per-element bodies that CUDA runs). >= 500 generated inputs,
 bad inputs in a subprocess."""
-import contextlib
 import importlib
 import random
 
@@ -93,20 +92,11 @@ def test_list_of_boxes_and_layer(device):
     assert empty.shape == (0, 3, 7, 7)
 
 
-@contextlib.contextmanager
-def backward_strategy(name):
-    old = torch.ops.fastseg._set_roi_align_backward(("auto", "plane", "scatter").index(name))
-    try:
-        yield
-    finally:
-        torch.ops.fastseg._set_roi_align_backward(old)
-
-
 @pytest.mark.parametrize("strategy", ("plane", "scatter"))
 def test_backward_strategies(device, strategy):
     """Both backward bodies (what CUDA runs: the atomic scatter by default, the plane gather under
     torch.use_deterministic_algorithms) against autograd through the reference."""
-    with backward_strategy(strategy):
+    with helpers.strategy(roi_align_backward=strategy):
         for seed in range(200, 260):
             x, rois, args, desc = random_case(seed, device=device)
             x = x.detach().requires_grad_()

@@ -26,7 +26,7 @@ namespace fastseg {
 //                   void* scratch) const;
 // which must write the same W elements (and return the same count) as operator() would; cols
 // holds col(x) for every x, scratch W + 1 elements of up to 8 bytes, private to the calling thread. Tests
-// compare both forms: torch.ops.fastseg._set_cpu_row_kernels(False) makes the CPU use
+// compare both forms: fastseg.testing.strategy(cpu_row_kernels=False) makes the CPU use
 // operator() everywhere, as CUDA does.
 // C++17 detection idiom, not a C++20 requires-expression: torch 2.11/2.12's cpp_extension (our
 // GPU machine has 2.11) compiles with -std=c++17.

@@ -27,9 +27,8 @@ from ._utils import (IntPair, as_batched, check_int, check_numel, check_same_dev
 __all__ = [
     "conv_transpose2d_crop",
     "conv_transpose2d_crop_cat",
-    "conv_transpose_full_size",
     "bilinear_upsample_weight",
-]
+]  # conv_transpose_full_size is a shape helper (of the layers), not public API
 
 
 def conv_transpose_full_size(input_hw: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],

@@ -18,8 +18,9 @@ from .. import _loader
 from ._utils import (IntPair, check_bool, check_float, check_int, check_same_device, empty_4d, fake_same_device,
                      no_double_backward, pair)
 
-__all__ = ["roi_align", "boxes_to_rois", "multi_scale_roi_align", "infer_scales", "map_levels",
-           "MAX_SAMPLING_RATIO"]
+# boxes_to_rois, infer_scales and map_levels are helpers (of fastseg.reference and the tests),
+# not public API.
+__all__ = ["roi_align", "multi_scale_roi_align", "MAX_SAMPLING_RATIO"]
 
 #: The largest explicit sampling_ratio. A bin takes sampling_ratio**2 bilinear samples, so this
 #: is the same cap of 2**24 samples per bin (4096 x 4096) that the kernels put on adaptive

@@ -19,9 +19,7 @@ __all__ = [
     "max_unpool2d_compact",
     "unpool_nearest2d",
     "unpool_bed_of_nails2d",
-    "unpool_output_size",
-    "pool_output_size",
-]
+]  # unpool_output_size and pool_output_size are shape helpers, not public API
 
 MAX_COMPACT_WINDOW = 255  # offsets are uint8; the issue caps windows at 255 elements
 

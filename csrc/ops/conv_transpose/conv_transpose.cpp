@@ -9,9 +9,11 @@
 namespace fastseg {
 namespace conv_transpose {
 namespace {
-// Testing hook: 0 auto, 1 direct, 2 phase GEMM (dilation 1; else direct), 3 aten.
-StrategySwitch forced("_set_conv_transpose_strategy", 3);
+// Testing hook (fastseg.testing.strategy(conv_transpose=...)): 0 "auto", 1 "direct", 2 "gemm"
+// (phase GEMM; dilation 1, else direct), 3 "aten".
+StrategySwitch forced("set_conv_transpose", 3);
 int64_t set_strategy(int64_t strategy) { return forced.set(strategy); }
+int64_t get_strategy() { return forced.get(); }
 }  // namespace
 
 Strategy forced_strategy() { return static_cast<Strategy>(forced.get()); }
@@ -27,7 +29,12 @@ TORCH_LIBRARY_FRAGMENT(fastseg, m) {
   m.def("conv_transpose2d_crop_cat(Tensor input, Tensor weight, Tensor? bias, Tensor skip, int[2] stride, "
         "int[2] padding, int[2] dilation, int groups, SymInt[2] crop, SymInt[2] output_size, SymInt[2] skip_crop) "
         "-> Tensor");
-  m.def("_set_conv_transpose_strategy(int strategy) -> int", &fastseg::conv_transpose::set_strategy);
+}
+
+// Testing switch (fastseg.testing.strategy(conv_transpose=...)), outside the public op namespace.
+TORCH_LIBRARY_FRAGMENT(fastseg_testing, m) {
+  m.def("set_conv_transpose(int strategy) -> int", &fastseg::conv_transpose::set_strategy);
+  m.def("get_conv_transpose() -> int", &fastseg::conv_transpose::get_strategy);
 }
 
 TORCH_LIBRARY_IMPL(fastseg, CPU, m) {

@@ -1,5 +1,5 @@
 // NMS: CUDA registration. The suppression bitmask is the body in nms.h (the CPU tests run it
-// through _set_nms_strategy(2)); the flow is nms_ops.h.
+// through fastseg.testing.strategy(nms="bitmask")); the flow is nms_ops.h.
 #include <torch/library.h>
 
 #include "common/cuda_backend.cuh"

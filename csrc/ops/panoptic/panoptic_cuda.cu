@@ -1,5 +1,6 @@
 // Panoptic fusion: CUDA registration (the per-pixel bodies of panoptic.h, mapped by
-// common/cuda_backend.cuh; the CPU tests run the same bodies with _set_cpu_row_kernels(False)).
+// common/cuda_backend.cuh; the CPU tests run the same bodies with
+// fastseg.testing.strategy(cpu_row_kernels=False)).
 #include <torch/library.h>
 
 #include "common/cuda_backend.cuh"

@@ -9,10 +9,12 @@
 namespace fastseg {
 namespace roi_align {
 namespace {
-// Testing hook: 0 auto (CPU: tables; CUDA: atomic scatter unless deterministic algorithms are
-// on), 1 the deterministic plane backward, 2 the atomic scatter.
-StrategySwitch forced("_set_roi_align_backward", 2);
+// Testing hook (fastseg.testing.strategy(roi_align_backward=...)): 0 "auto" (CPU: tables; CUDA:
+// atomic scatter unless deterministic algorithms are on), 1 "plane", the deterministic plane
+// backward, 2 "scatter", the atomic scatter.
+StrategySwitch forced("set_roi_align_backward", 2);
 int64_t set_backward(int64_t strategy) { return forced.set(strategy); }
+int64_t get_backward() { return forced.get(); }
 }  // namespace
 
 BackwardStrategy forced_backward() { return static_cast<BackwardStrategy>(forced.get()); }
@@ -28,7 +30,12 @@ TORCH_LIBRARY_FRAGMENT(fastseg, m) {
         "bool aligned) -> Tensor");
   m.def("multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, float[] scales, SymInt pooled_height, "
         "SymInt pooled_width, int sampling_ratio) -> Tensor");
-  m.def("_set_roi_align_backward(int strategy) -> int", &fastseg::roi_align::set_backward);
+}
+
+// Testing switch (fastseg.testing.strategy(roi_align_backward=...)), outside the public op namespace.
+TORCH_LIBRARY_FRAGMENT(fastseg_testing, m) {
+  m.def("set_roi_align_backward(int strategy) -> int", &fastseg::roi_align::set_backward);
+  m.def("get_roi_align_backward() -> int", &fastseg::roi_align::get_backward);
 }
 
 TORCH_LIBRARY_IMPL(fastseg, CPU, m) {

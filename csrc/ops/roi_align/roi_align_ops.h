@@ -25,7 +25,8 @@
 namespace fastseg {
 namespace roi_align {
 
-// Testing hook (_set_roi_align_backward): 0 auto, 1 plane (deterministic), 2 atomic scatter.
+// Testing hook (fastseg.testing.strategy(roi_align_backward=...)): 0 auto, 1 plane (deterministic),
+// 2 atomic scatter.
 enum class BackwardStrategy : int64_t { kAuto = 0, kPlane = 1, kScatter = 2 };
 BackwardStrategy forced_backward();
 
@@ -68,7 +69,7 @@ inline at::Tensor prepared_rois(const char* op, const at::Tensor& rois, int64_t 
   return r;
 }
 
-// CPU fast paths (the default; `_set_cpu_row_kernels(False)` runs the shared bodies instead):
+// CPU fast paths (the default; `fastseg.testing.strategy(cpu_row_kernels=False)` runs the shared bodies instead):
 // the sample table of a roi is built once and applied to every channel. Same products and
 // summation order as the bodies, so the same results.
 template <typename scalar_t>

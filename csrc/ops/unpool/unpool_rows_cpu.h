@@ -3,7 +3,7 @@
 // Each loop is written branch-free so that the compiler vectorises it; GCC does so only with AVX2
 // (baseline x86-64 SSE2 has no 64-bit lane compare), so on x86-64 the loops are compiled for AVX2
 // too and picked at run time (fastest_isa). Each writes what the body's operator() (unpool.h)
-// writes, which the GPU runs: the tests compare both forms (torch.ops.fastseg._set_cpu_row_kernels)
+// writes, which the GPU runs: the tests compare both forms (fastseg.testing.strategy(cpu_row_kernels=...))
 // and both with PyTorch.
 #pragma once
 

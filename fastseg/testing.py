@@ -1,0 +1,142 @@
+"""Testing switches: force one kernel path of an op family (for tests and benchmarks).
+
+Several ops have more than one kernel for the same result: transpose convolution's strategies,
+NMS's greedy loop and the suppression bitmask CUDA runs, RoIAlign's backward bodies, and the CPU's
+whole-row forms next to the per-element bodies the GPU runs. The tests run every path and compare
+them; benchmarks time each. The switches are dispatcher ops in their own namespace,
+``torch.ops.fastseg_testing.*``, not part of the public ``torch.ops.fastseg`` API, and this module
+is their Python interface::
+
+    import fastseg.testing
+
+    with fastseg.testing.strategy(conv_transpose="gemm", cpu_row_kernels=False):
+        y = fastseg.ops.conv_transpose2d_crop(...)
+
+Settings and their choices (:data:`SETTINGS`; the first is the default)::
+
+    conv_transpose      "auto"     by shape (csrc/ops/conv_transpose/conv_transpose_ops.h)
+                        "direct"   a gather per output element
+                        "gemm"     the phase GEMM (needs dilation 1; else "direct" runs)
+                        "aten"     ATen's transposed convolution over the crop
+    nms                 "auto"     CPU: the greedy loop; CUDA: the bitmask
+                        "greedy"   CPU only (CUDA always runs the bitmask)
+                        "bitmask"  the suppression bitmask (the body CUDA runs)
+    roi_align_backward  "auto"     CPU: per-roi sample tables (the per-element plane body with
+                                   cpu_row_kernels=False); CUDA: "scatter", or "plane" under
+                                   torch.use_deterministic_algorithms(True)
+                        "plane"    one task per (image, channel) plane gathering its rois in
+                                   order (deterministic)
+                        "scatter"  one task per grad element scattering with atomic adds
+    cpu_row_kernels     True       the CPU's whole-row / whole-plane forms where an op has them
+                        False      the per-element bodies everywhere, as CUDA runs them
+
+:func:`strategy` sets the given settings on entry and restores the previous values on exit, also
+when the block raises; settings not named keep their value. It validates everything before it
+changes anything: an unknown setting or choice raises ``ValueError`` naming the allowed ones. A
+build without the switches (no compiled extension, or one older than this module) raises
+``RuntimeError`` when :func:`strategy` is called, which tests can turn into a skip.
+
+The switches are process-wide (C++ atomics), not per thread: do not flip them while another
+thread runs the ops. :func:`current` returns the settings in force.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Dict, List, Tuple, Union
+
+import torch
+
+from . import _loader
+
+__all__ = ["SETTINGS", "strategy", "current"]
+
+#: Each setting's choices, in the order of the C++ switch's integers (0 first, the default).
+#: cpu_row_kernels is a bool (True, the default, first).
+SETTINGS: Dict[str, Tuple[Any, ...]] = {
+    "conv_transpose": ("auto", "direct", "gemm", "aten"),
+    "nms": ("auto", "greedy", "bitmask"),
+    "roi_align_backward": ("auto", "plane", "scatter"),
+    "cpu_row_kernels": (True, False),
+}
+
+_NAMESPACE = "fastseg_testing"
+
+
+def _require_switches() -> None:
+    if not _loader.HAS_OPS:
+        raise RuntimeError(f"fastseg.testing: the compiled extension fastseg._C is not available "
+                           f"({_loader.load_error}); no kernel strategy can be set")
+    ns = getattr(torch.ops, _NAMESPACE)
+    missing = [s for s in SETTINGS if not hasattr(ns, f"set_{s}") or not hasattr(ns, f"get_{s}")]
+    if missing:
+        raise RuntimeError(f"fastseg.testing: this build of fastseg._C has no torch.ops.{_NAMESPACE} "
+                           f"switch for {', '.join(missing)}; rebuild the extension")
+
+
+def _encode(setting: str, value: Any) -> Union[int, bool]:
+    """The C++ switch's value for a named choice (ValueError for an unknown setting or choice)."""
+    if setting not in SETTINGS:
+        raise ValueError(f"fastseg.testing.strategy: unknown setting {setting!r}; "
+                         f"the settings are {', '.join(SETTINGS)}")
+    choices = SETTINGS[setting]
+    if setting == "cpu_row_kernels":
+        if isinstance(value, bool):
+            return value
+    elif isinstance(value, str) and value in choices:
+        return choices.index(value)
+    raise ValueError(f"fastseg.testing.strategy: {setting}={value!r} is not one of "
+                     f"{', '.join(repr(c) for c in choices)}")
+
+
+def _decode(setting: str, raw: Union[int, bool]) -> Any:
+    return bool(raw) if setting == "cpu_row_kernels" else SETTINGS[setting][int(raw)]
+
+
+def _set(setting: str, raw: Union[int, bool]) -> Union[int, bool]:
+    """Sets one switch; returns its previous raw value."""
+    return getattr(getattr(torch.ops, _NAMESPACE), f"set_{setting}")(raw)
+
+
+def current() -> Dict[str, Any]:
+    """The settings in force, by name, e.g. ``{"conv_transpose": "auto", ..., "cpu_row_kernels": True}``."""
+    _require_switches()
+    ns = getattr(torch.ops, _NAMESPACE)
+    return {s: _decode(s, getattr(ns, f"get_{s}")()) for s in SETTINGS}
+
+
+class strategy(contextlib.ContextDecorator):  # noqa: N801 (used like a function)
+    """``with strategy(**settings):`` forces the named kernel paths inside the block (see the
+    module docstring for the settings and their choices) and restores the previous ones on exit.
+
+    Also usable as a decorator. Re-entrant: nested blocks (and recursion of a decorated function)
+    each restore what they found.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        self._raw: List[Tuple[str, Union[int, bool]]] = [(s, _encode(s, v)) for s, v in settings.items()]
+        _require_switches()
+        self._saved: List[List[Tuple[str, Union[int, bool]]]] = []
+
+    def __enter__(self) -> "strategy":
+        saved: List[Tuple[str, Union[int, bool]]] = []
+        try:
+            for setting, raw in self._raw:
+                saved.append((setting, _set(setting, raw)))
+        except BaseException:
+            _restore(saved)
+            raise
+        self._saved.append(saved)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        _restore(self._saved.pop())
+        return False
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{s}={_decode(s, raw)!r}" for s, raw in self._raw)
+        return f"fastseg.testing.strategy({args})"
+
+
+def _restore(saved: List[Tuple[str, Union[int, bool]]]) -> None:
+    for setting, raw in reversed(saved):
+        _set(setting, raw)
