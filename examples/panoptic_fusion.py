@@ -5,7 +5,8 @@ and a picture (ground truth | Panoptic FPN heuristic | EfficientPS).
 
 The "network outputs" are made from the ground truth plus noise: semantic logits (one-hot * 3 +
 smooth noise) and, per object, a jittered box with 28x28 mask logits (an ellipse + noise), plus
-a few low-score false positives. Runs on the CPU in a few seconds.
+a few low-score false positives. Runs on the CPU in a few seconds; writing the picture needs
+Pillow (`pip install pillow`).
 """
 import argparse
 import os
@@ -86,10 +87,10 @@ def main():
     # Panoptic FPN heuristic: a semantic label map + instance probabilities (per box here).
     heur, heur_segments = fastseg.ops.panoptic_fusion_heuristic(
         sem_logits.argmax(0), mask_logits.sigmoid(), boxes, scores, labels,
-        stuff_area_threshold=256, thing_ids=THINGS)
+        stuff_area_threshold=256, pasted=False, thing_ids=THINGS)
     # EfficientPS: semantic logits + mask logits, fused per pixel.
     eps, eps_segments = fastseg.ops.panoptic_fusion_efficientps(
-        sem_logits, mask_logits, boxes, scores, labels, stuff_ids=STUFF, min_stuff_area=256)
+        sem_logits, mask_logits, boxes, scores, labels, stuff_ids=STUFF, stuff_area_threshold=256, pasted=False)
 
     for name, (pan, segs) in (("heuristic", (heur, heur_segments)), ("efficientps", (eps, eps_segments))):
         pq = PanopticQuality(thing_ids=THINGS, stuff_ids=STUFF)

@@ -13,17 +13,18 @@ Conventions shared by every function:
 - Tensors returned live on the device of the map argument when that is a tensor, else on the CPU.
 - Errors name the function and the argument: `fastseg.to_coco_panoptic: panoptic must be ...`.
 
-This module is pure NumPy + PyTorch; PNG files go through `fastseg.png` (zlib + struct).
+This module is NumPy + PyTorch; only `save_png` / `load_png` need Pillow (an optional dependency,
+imported when they are called: `pip install pillow`). Arrays in, arrays out.
 """
 from __future__ import annotations
 
 import colorsys
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+import io
+import os
+from typing import Any, BinaryIO, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-
-from .png import load_png, save_png
 
 __all__ = [
     "to_coco_panoptic", "from_coco_panoptic", "to_cityscapes_ids", "from_cityscapes_ids",
@@ -415,3 +416,89 @@ def colorize_panoptic(panoptic: ArrayLike, segments_info: Sequence[Segment], bou
     if boundaries:
         image[_boundary_mask(ids)] = _BOUNDARY
     return image
+
+
+# ----------------------------------------------------------------------------- PNG files (Pillow)
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MODE_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+_COLOR_TYPE_NAMES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
+
+
+def _pil(op: str):
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise ImportError(f"fastseg.{op} needs Pillow to read and write PNG files: pip install pillow") from e
+    return Image
+
+
+def save_png(path: Union[str, "os.PathLike[str]", BinaryIO], array: ArrayLike, compress_level: int = 6) -> None:
+    """Write an image array as a PNG (Pillow) to a path or a binary file object, losslessly:
+    uint8 [H, W] (grey), [H, W, 2] (grey + alpha), [H, W, 3] (RGB, e.g. `to_coco_panoptic`'s id
+    picture) or [H, W, 4] (RGBA); uint16 [H, W] as 16-bit grey (e.g. Cityscapes instanceIds).
+    A tensor is accepted (copied to the CPU). `load_png` reads back the same array."""
+    op = "save_png"
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array)
+    if array.dtype == np.uint16:
+        if array.ndim != 2:
+            raise ValueError(f"fastseg.{op}: a uint16 array must be [H, W] (16-bit greyscale), "
+                             f"got shape {tuple(array.shape)}")
+    elif array.dtype != np.uint8:
+        raise ValueError(f"fastseg.{op}: array must be uint8 (or uint16 [H, W] for 16-bit greyscale), "
+                         f"got {array.dtype}")
+    elif array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in _MODE_BY_CHANNELS):
+        raise ValueError(f"fastseg.{op}: array must be [H, W] (grey) or [H, W, C] with C in (2, 3, 4), "
+                         f"got shape {tuple(array.shape)}")
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(f"fastseg.{op}: array must be at least 1x1, got shape {tuple(array.shape)}")
+    Image = _pil(op)
+    array = np.ascontiguousarray(array)
+    h, w = array.shape[:2]
+    if array.dtype == np.uint16:
+        image = Image.frombytes("I;16", (w, h), array.astype("<u2", copy=False).tobytes())
+    else:
+        mode = _MODE_BY_CHANNELS[1 if array.ndim == 2 else array.shape[2]]
+        image = Image.frombytes(mode, (w, h), array.tobytes())
+    image.save(path, format="PNG", compress_level=compress_level)
+
+
+def load_png(path: Union[str, "os.PathLike[str]", BinaryIO]) -> np.ndarray:
+    """Read a PNG (Pillow) from a path or a binary file object as an array: uint8 [H, W] (grey,
+    1-bit grey as 0/1), [H, W, 2] (grey + alpha), [H, W, 3] (RGB; palette images expanded to
+    their colours) or [H, W, 4] (RGBA; palette images with transparency); 16-bit grey as uint16
+    [H, W]. 16-bit colour PNGs are refused with a ValueError (Pillow would drop their low bytes),
+    as are files that are not PNGs or are corrupt."""
+    op = "load_png"
+    if hasattr(path, "read"):
+        data = path.read()
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+    data = bytes(data)
+    if data[:8] != _PNG_SIGNATURE:
+        raise ValueError(f"fastseg.{op}: not a PNG file (bad signature)")
+    if len(data) >= 26 and data[12:16] == b"IHDR" and data[24] == 16 and data[25] != 0:
+        raise ValueError(f"fastseg.{op}: unsupported 16-bit {_COLOR_TYPE_NAMES.get(data[25], 'colour')} PNG; "
+                         "16-bit PNGs are read only as greyscale")
+    Image = _pil(op)
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            image.load()
+            if image.mode == "P":
+                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+            elif image.mode == "PA":
+                image = image.convert("RGBA")
+            mode = image.mode
+            array = np.asarray(image)
+    except (OSError, SyntaxError, ValueError) as e:  # UnidentifiedImageError is an OSError
+        raise ValueError(f"fastseg.{op}: corrupt or unreadable PNG ({e})") from None
+    if mode == "1":
+        return array.astype(np.uint8)
+    if mode.startswith("I"):  # "I;16", "I;16B", "I" (older Pillow): 16-bit grey
+        return array.astype(np.uint16)
+    if mode not in _MODE_BY_CHANNELS.values():
+        raise ValueError(f"fastseg.{op}: unsupported PNG mode {mode!r}")
+    return np.array(array, dtype=np.uint8)  # a writable copy

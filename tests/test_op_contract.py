@@ -138,13 +138,14 @@ def _heuristic_args():
     g = torch.Generator().manual_seed(7)
     return dict(semantic=torch.randint(0, 4, (6, 7), generator=g), masks=torch.rand(3, 6, 7, generator=g),
                 boxes=None, scores=torch.tensor([0.9, 0.8, 0.7]), labels=torch.tensor([1, 2, 1]),
-                overlap_threshold=0.5, stuff_area_threshold=2, score_threshold=0.5, thing_ids=[0])
+                score_threshold=0.5, overlap_threshold=0.5, stuff_area_threshold=2, pasted=True, thing_ids=[0])
 
 
 def _heuristic_box_args():
     a = _heuristic_args()
     a["masks"] = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(8))
     a["boxes"] = torch.tensor([[0.0, 0, 4, 4], [2, 1, 7, 6], [1, 1, 3, 5]])
+    a["pasted"] = False
     return a
 
 
@@ -153,7 +154,7 @@ def _efficientps_args():
     return dict(semantic_logits=torch.randn(4, 6, 7, generator=g), mask_logits=torch.randn(3, 4, 4, generator=g),
                 boxes=torch.tensor([[0.0, 0, 4, 4], [2, 1, 7, 6], [1, 1, 3, 5]]), scores=torch.tensor([0.9, 0.8, 0.7]),
                 labels=torch.tensor([1, 2, 1]), stuff_ids=[0, 3], score_threshold=0.5, overlap_threshold=0.5,
-                min_stuff_area=2, pasted=False)
+                stuff_area_threshold=2, pasted=False)
 
 
 SPECS = [
@@ -185,13 +186,15 @@ SPECS = [
     Spec("paste_masks[into]", fops.paste_masks, lambda: _paste_args(into=True), floats=(("threshold", True),)),
     Spec("paste_masks_in_image", fops.paste_masks_in_image, _paste_in_image_args, ints=("padding",)),
     Spec("panoptic_fusion_heuristic", fops.panoptic_fusion_heuristic, _heuristic_args,
-         ints=("stuff_area_threshold",), floats=(("overlap_threshold", False), ("score_threshold", False)),
+         ints=("stuff_area_threshold",), bools=("pasted",),
+         floats=(("score_threshold", False), ("overlap_threshold", False)),
          dynamic=True),
     Spec("panoptic_fusion_heuristic[boxes]", fops.panoptic_fusion_heuristic, _heuristic_box_args,
-         ints=("stuff_area_threshold",), floats=(("overlap_threshold", False), ("score_threshold", False)),
+         ints=("stuff_area_threshold",), bools=("pasted",),
+         floats=(("score_threshold", False), ("overlap_threshold", False)),
          dynamic=True),
     Spec("panoptic_fusion_efficientps", fops.panoptic_fusion_efficientps, _efficientps_args,
-         ints=("min_stuff_area",), bools=("pasted",),
+         ints=("stuff_area_threshold",), bools=("pasted",),
          floats=(("score_threshold", False), ("overlap_threshold", False)), dynamic=True),
 ]
 SPEC_IDS = [s.id for s in SPECS]

@@ -1,9 +1,9 @@
-"""fastseg.panoptic_format and fastseg.png: COCO panoptic / Cityscapes encodings, the colour
-picture, and the PNG reader/writer.
+"""fastseg.panoptic_format: COCO panoptic / Cityscapes encodings, the colour picture, and PNG
+files (through Pillow, an optional dependency: the PNG tests skip without it).
 
-Pure Python; needs no compiled ops. The PNG reader is checked against an independent per-byte
-encoder written here from the PNG specification (every filter type, chunk layout, CRCs), not
-against fastseg's own writer alone.
+Pure Python; needs no compiled ops. `load_png` is checked on files from an independent per-byte
+encoder written here from the PNG specification (every filter type, chunk layout), and
+`save_png`'s files are read back by Pillow directly, not by `load_png` alone.
 """
 import io
 import struct
@@ -14,9 +14,13 @@ import pytest
 import torch
 
 from fastseg import panoptic_format as pf
-from fastseg import png
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+def needs_pil():
+    """Pillow, or skip: only the PNG file tests need it."""
+    return pytest.importorskip("PIL.Image", reason="PNG files need Pillow (pip install pillow)")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -68,13 +72,38 @@ def test_coco_round_trip(id_range):
             assert back.dtype == torch.int32 and back.device.type == "cpu"
             np.testing.assert_array_equal(back.numpy(), m)
             assert back_segments == segments
-        # through a PNG file, as a COCO submission would go
+
+
+@pytest.mark.parametrize("id_range", [(1, 200), (1, 70000), (60000, 256 ** 3)], ids=["small", "gt255", "gt65535"])
+def test_coco_round_trip_through_png(id_range):
+    """Through a PNG file, as a COCO submission would go: byte-exact ids."""
+    needs_pil()
+    rng = np.random.default_rng(id_range[1] + 1)
+    for trial in range(5):
+        h, w = rng.integers(1, 40, 2)
+        ids = rng.choice(np.arange(*id_range), size=int(rng.integers(1, 12)), replace=False)
+        m, segments = random_panoptic(rng, h, w, ids)
+        rgb, ann = pf.to_coco_panoptic(torch.from_numpy(m), segments, image_id=trial)
         buf = io.BytesIO()
         pf.save_png(buf, rgb)
         buf.seek(0)
         back, back_segments = pf.from_coco_panoptic(pf.load_png(buf), ann["segments_info"])
         np.testing.assert_array_equal(back.numpy(), m)
         assert back_segments == segments  # isthing/score travel as extra annotation keys
+
+
+def test_cityscapes_ids_through_16bit_png(tmp_path):
+    """Cityscapes instanceIds (category * 1000 + instance) fit 16-bit grey PNGs: exact."""
+    needs_pil()
+    m = np.array([[0, 1, 2, 3], [3, 2, 4, 0]], np.int32)
+    segments = [{"id": 1, "category_id": 26, "isthing": True}, {"id": 2, "category_id": 26, "isthing": True},
+                {"id": 3, "category_id": 7, "isthing": False}, {"id": 4, "category_id": 33, "isthing": True}]
+    ids = pf.to_cityscapes_ids(m, segments).numpy()
+    assert ids.max() > 255
+    pf.save_png(tmp_path / "x_instanceIds.png", ids.astype(np.uint16))
+    back = pf.load_png(tmp_path / "x_instanceIds.png")
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, ids)
 
 
 def test_coco_exact_rgb_hand_example():
@@ -251,34 +280,57 @@ def test_category_colors_distinct():
     assert len(stuff) == len(things) == 200 and not stuff & things and (0, 0, 0) not in stuff | things
 
 
-# ----------------------------------------------------------------------------- PNG: own round trip
+# ----------------------------------------------------------------------------- PNG: round trip
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (13, 7), (1, 40), (64, 33)])
-@pytest.mark.parametrize("channels", [None, 2, 3, 4])
+@pytest.mark.parametrize("channels", [None, 2, 3, 4, "uint16"])
 def test_png_round_trip(tmp_path, shape, channels):
+    """save_png then load_png gives the array back exactly, and Pillow reading the file on its
+    own (not through load_png) sees the same pixels, bit depth and colour type."""
+    Image = needs_pil()
     rng = np.random.default_rng(shape[0] * 100 + shape[1])
-    full = shape if channels is None else shape + (channels,)
-    smooth = (np.arange(np.prod(full)).reshape(full) * 7 // 3 % 256).astype(np.uint8)
-    for image in (rng.integers(0, 256, full, dtype=np.uint8), smooth, np.zeros(full, np.uint8)):
+    wide = channels == "uint16"
+    dtype = np.uint16 if wide else np.uint8
+    full = shape if channels in (None, "uint16") else shape + (channels,)
+    top = 65536 if wide else 256
+    smooth = (np.arange(np.prod(full)).reshape(full) * 7 // 3 % top).astype(dtype)
+    for image in (rng.integers(0, top, full).astype(dtype), smooth, np.zeros(full, dtype),
+                  np.full(full, top - 1, dtype)):
         path = tmp_path / "x.png"
         pf.save_png(path, image)
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
         w, h, depth, color = struct.unpack(">IIBB", data[16:26])
-        assert (h, w, depth) == (shape[0], shape[1], 8)
-        assert color == {None: 0, 2: 4, 3: 2, 4: 6}[channels]
-        back = pf.load_png(str(path))
-        assert back.dtype == np.uint8
-        np.testing.assert_array_equal(back, image)
+        assert (h, w, depth) == (shape[0], shape[1], 16 if wide else 8)
+        assert color == {None: 0, "uint16": 0, 2: 4, 3: 2, 4: 6}[channels]
+        for back in (pf.load_png(str(path)), pf.load_png(path), pf.load_png(io.BytesIO(data))):
+            assert back.dtype == dtype and back.flags.writeable
+            np.testing.assert_array_equal(back, image)
+        with Image.open(path) as im:
+            np.testing.assert_array_equal(np.asarray(im).astype(dtype), image)
 
 
-def test_png_writer_uses_simple_filters():
-    image = (np.arange(30 * 20 * 3).reshape(30, 20, 3) % 251).astype(np.uint8)
-    data = png.encode_png(image)
-    idat = b"".join(body for kind, body in png._read_chunks(data) if kind == b"IDAT")
-    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(30, 1 + 60)
-    assert set(rows[:, 0].tolist()) <= {0, 1, 2}
+def test_png_tensor_and_file_object(tmp_path):
+    needs_pil()
+    t = torch.arange(2 * 3 * 3, dtype=torch.uint8).reshape(2, 3, 3)
+    buf = io.BytesIO()
+    pf.save_png(buf, t)
+    buf.seek(0)
+    np.testing.assert_array_equal(pf.load_png(buf), t.numpy())
+
+
+def test_png_without_pillow(monkeypatch):
+    """Pillow missing: a clear ImportError naming the install command (the rest of the module works)."""
+    import sys
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
+    with pytest.raises(ImportError, match=r"fastseg\.save_png needs Pillow.*pip install pillow"):
+        pf.save_png(io.BytesIO(), np.zeros((2, 2), np.uint8))
+    with pytest.raises(ImportError, match=r"fastseg\.load_png needs Pillow.*pip install pillow"):
+        pf.load_png(io.BytesIO(_hand_png(np.zeros((2, 2), np.uint8), (0,))))
+    rgb, _ = pf.to_coco_panoptic(np.array([[1]], np.int32), [{"id": 1, "category_id": 1, "isthing": True}])
+    assert rgb.tolist() == [[[1, 0, 0]]]
 
 
 # ----------------------------------------------------------------------------- PNG: independent encoder
@@ -293,7 +345,7 @@ def _paeth(a, b, c):
 
 
 def _filter_line(ftype, line, prev, bpp):
-    """One scanline filtered per the PNG spec, byte by byte (independent of fastseg.png)."""
+    """One scanline filtered per the PNG spec, byte by byte (independent of Pillow)."""
     out = bytearray([ftype])
     for i, x in enumerate(line):
         a = line[i - bpp] if i >= bpp else 0
@@ -309,12 +361,16 @@ def _chunk(kind, body):
 
 
 def _hand_png(image, row_types, color_type=None, depth=8, interlace=0, extra=(), idat_pieces=1):
+    """PNG bytes of `image` (uint8; uint16 big-endian for depth 16) with the given row filters."""
     h, w = image.shape[:2]
-    bpp = 1 if image.ndim == 2 else image.shape[2]
+    channels = 1 if image.ndim == 2 else image.shape[2]
     if color_type is None:
-        color_type = {1: 0, 2: 4, 3: 2, 4: 6}[bpp]
-    lines = [bytes(r) for r in image.reshape(h, w * bpp).tolist()]
-    prev = bytes(w * bpp)
+        color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    if image.dtype == np.uint16:
+        image = image.astype(">u2").view(np.uint8).reshape(h, w, -1)
+    bpp = channels * (depth // 8)
+    lines = [bytes(r) for r in image.reshape(h, -1).tolist()]
+    prev = bytes(len(lines[0]))
     raw = b""
     for y, line in enumerate(lines):
         raw += _filter_line(row_types[y % len(row_types)], line, prev, bpp)
@@ -326,58 +382,87 @@ def _hand_png(image, row_types, color_type=None, depth=8, interlace=0, extra=(),
             + _chunk(b"IEND", b""))
 
 
+def _load(data):
+    return pf.load_png(io.BytesIO(data))
+
+
 @pytest.mark.parametrize("row_types", [(0,), (1,), (2,), (3,), (4,), (0, 1, 2), (2, 2, 1, 0), (4, 3, 2, 1, 0), (3, 4, 4, 1)])
 @pytest.mark.parametrize("shape", [(7, 13, 3), (13, 7), (5, 9, 4), (6, 5, 2), (1, 1, 3), (1, 17), (11, 1, 3)])
 def test_png_decodes_every_filter_type(row_types, shape):
+    needs_pil()
     rng = np.random.default_rng(sum(shape) * 10 + len(row_types))
     noise = rng.integers(0, 256, shape, dtype=np.uint8)
     smooth = np.clip(np.cumsum(rng.integers(-3, 4, shape), axis=0) + 128, 0, 255).astype(np.uint8)
     for image in (noise, smooth):
-        np.testing.assert_array_equal(png.decode_png(_hand_png(image, row_types)), image)
+        np.testing.assert_array_equal(_load(_hand_png(image, row_types)), image)
 
 
 def test_png_decoder_wide_paeth_image():
+    needs_pil()
     rng = np.random.default_rng(11)
     image = rng.integers(0, 256, (40, 90, 3), dtype=np.uint8)
     image[:, 30:60] = 17  # flat area: Paeth picks a, b and c in different places
     data = _hand_png(image, (4, 3, 4, 1, 2, 0), idat_pieces=5,
                      extra=[_chunk(b"tEXt", b"Software\x00test"), _chunk(b"PLTE", b"\x00" * 6)])
-    np.testing.assert_array_equal(png.decode_png(data), image)
-    # the anti-diagonal decoder and the fast None/Sub/Up decoder agree where both apply
-    rows = png._filter_rows(image.reshape(40, -1), 3)
-    np.testing.assert_array_equal(png._unfilter_wavefront(rows[:, 1:], rows[:, 0], 3), image.reshape(40, -1))
-    np.testing.assert_array_equal(png._unfilter_simple(rows[:, 1:], rows[:, 0], 3), image.reshape(40, -1))
+    np.testing.assert_array_equal(_load(data), image)
+
+
+def test_png_16bit_grey_and_palette():
+    needs_pil()
+    rng = np.random.default_rng(12)
+    wide = rng.integers(0, 65536, (9, 11)).astype(np.uint16)
+    for rows in ((0,), (4, 3, 1, 2)):
+        back = _load(_hand_png(wide, rows, depth=16))
+        assert back.dtype == np.uint16
+        np.testing.assert_array_equal(back, wide)
+    # a palette image reads as the colours it shows
+    palette = np.array([[0, 0, 0], [255, 0, 0], [1, 2, 3]], np.uint8)
+    index = rng.integers(0, 3, (4, 5)).astype(np.uint8)
+    data = _hand_png(index, (0, 1), color_type=3, extra=[_chunk(b"PLTE", palette.tobytes())])
+    np.testing.assert_array_equal(_load(data), palette[index])
 
 
 def test_png_unsupported_and_corrupt():
+    needs_pil()
     image = np.zeros((2, 3, 3), np.uint8)
-    with pytest.raises(ValueError, match="bit depth 16"):
-        png.decode_png(_hand_png(image, (0,), depth=16))
-    with pytest.raises(ValueError, match="palette"):
-        png.decode_png(_hand_png(image[..., 0], (0,), color_type=3, extra=[_chunk(b"PLTE", b"\x00" * 3)]))
-    with pytest.raises(ValueError, match="interlaced"):
-        png.decode_png(_hand_png(image, (0,), interlace=1))
+    # 16-bit colour: Pillow would keep only the high bytes; refused, never decoded wrongly
+    wide = np.arange(2 * 3 * 3, dtype=np.uint16).reshape(2, 3, 3) * 257
+    with pytest.raises(ValueError, match="^fastseg.load_png: unsupported 16-bit RGB PNG"):
+        _load(_hand_png(wide, (0,), depth=16))
     good = _hand_png(image, (0,))
-    with pytest.raises(ValueError, match="signature"):
-        png.decode_png(b"GIF89a" + good[6:])
-    with pytest.raises(ValueError, match="CRC"):
-        png.decode_png(good[:20] + bytes([good[20] ^ 1]) + good[21:])
-    with pytest.raises(ValueError, match="truncated"):
-        png.decode_png(good[:-20])
-    with pytest.raises(ValueError, match="filter type 7"):
-        png.decode_png(good[:33] + _chunk(b"IDAT", zlib.compress(b"\x00" + bytes(9) + b"\x07" + bytes(9)))
-                       + _chunk(b"IEND", b""))
-    with pytest.raises(ValueError, match="expected 20"):
-        png.decode_png(good[:33] + _chunk(b"IDAT", zlib.compress(bytes(19))) + _chunk(b"IEND", b""))
+    np.testing.assert_array_equal(_load(good), image)
+    with pytest.raises(ValueError, match="^fastseg.load_png: not a PNG file"):
+        _load(b"GIF89a" + good[6:])
+    with pytest.raises(ValueError, match="^fastseg.load_png: not a PNG file"):
+        _load(b"")
+    corrupt = [
+        good[:20] + bytes([good[20] ^ 1]) + good[21:],  # IHDR CRC mismatch
+        good[:30],  # truncated in the header
+        good[:33] + _chunk(b"IDAT", zlib.compress(b"\x00" + bytes(9) + b"\x07" + bytes(9))) + _chunk(b"IEND", b""),
+        good[:33] + _chunk(b"IDAT", zlib.compress(bytes(19))) + _chunk(b"IEND", b""),  # 19 of 20 bytes
+        good[:33] + _chunk(b"IDAT", b"not zlib data") + _chunk(b"IEND", b""),
+        good[:33] + _chunk(b"IEND", b""),  # no image data
+    ]
+    big = _hand_png(np.random.default_rng(0).integers(0, 256, (60, 70, 3), dtype=np.uint8), (1,))
+    corrupt.append(big[:len(big) // 2])  # truncated in the image data
+    for i, data in enumerate(corrupt):
+        with pytest.raises(ValueError, match="^fastseg.load_png: corrupt or unreadable PNG"):
+            _load(data)
 
 
 def test_save_png_bad_arrays():
-    with pytest.raises(ValueError, match="array must be uint8"):
+    with pytest.raises(ValueError, match=r"^fastseg.save_png: array must be uint8"):
         pf.save_png(io.BytesIO(), np.zeros((2, 2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"array must be uint8"):
+        pf.save_png(io.BytesIO(), np.zeros((2, 2), bool))
     with pytest.raises(ValueError, match=r"array must be \[H, W\]"):
         pf.save_png(io.BytesIO(), np.zeros((1, 2, 2, 3), np.uint8))
     with pytest.raises(ValueError, match=r"array must be \[H, W\]"):
         pf.save_png(io.BytesIO(), np.zeros((2, 2, 5), np.uint8))
+    with pytest.raises(ValueError, match=r"uint16 array must be \[H, W\]"):
+        pf.save_png(io.BytesIO(), np.zeros((2, 2, 3), np.uint16))
+    with pytest.raises(ValueError, match=r"at least 1x1"):
+        pf.save_png(io.BytesIO(), np.zeros((0, 2, 3), np.uint8))
 
 
 # ----------------------------------------------------------------------------- bad inputs

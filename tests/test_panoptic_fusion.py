@@ -117,8 +117,12 @@ def check_heuristic(s, dtype, device, desc):
     if s["noncontig"]:
         sem = noncontig(sem)
     exp = R.panoptic_fusion_heuristic(s["semantic"], pasted, None, scores.cpu(), s["labels"], **kw)
-    got = fops.panoptic_fusion_heuristic(sem, masks, boxes, scores, labels, **kw)
+    got = fops.panoptic_fusion_heuristic(sem, masks, boxes, scores, labels, pasted=False, **kw)
     assert_same_result(got, exp, desc + " per-box form")
+    if dtype in (torch.float32, torch.float64):  # the reference's own paste, in the same precision
+        exp_r = R.panoptic_fusion_heuristic(s["semantic"], masks.cpu(), boxes.cpu(), scores.cpu(), s["labels"],
+                                            pasted=False, **kw)
+        assert_same_result(exp_r, exp, desc + " reference per-box")
     # Pasted form: identical to the per-box one in float32/float64; in half precision the pasted
     # values are rounded first, so it is compared with the reference on the same rounded masks.
     pasted_dt = pasted.to(dtype)
@@ -126,6 +130,9 @@ def check_heuristic(s, dtype, device, desc):
         s["semantic"], pasted_dt, None, scores.cpu(), s["labels"], **kw)
     got_p = fops.panoptic_fusion_heuristic(sem, pasted_dt.to(device), None, scores, labels, **kw)
     assert_same_result(got_p, exp_p, desc + " pasted form")
+    # pasted masks with boxes (what detectron2 passes): the boxes change nothing
+    got_pb = fops.panoptic_fusion_heuristic(sem, pasted_dt.to(device), boxes, scores, labels, pasted=True, **kw)
+    assert_same_result(got_pb, exp_p, desc + " pasted form with boxes")
     got_b = fops.panoptic_fusion_heuristic(sem, (pasted_dt >= 0.5).to(device), None, scores, labels, **kw)
     assert_same_result(got_b, exp_p, desc + " bool masks")
     return exp
@@ -137,7 +144,7 @@ def efficientps_inputs(s, dtype, device):
         sem, logits = noncontig(sem), noncontig(logits)
     pasted = fops.paste_masks(logits.to(opmath(dtype)), boxes.to(opmath(dtype)), (s["H"], s["W"]), None)
     kw = dict(stuff_ids=s["stuff_ids"], score_threshold=s["score_thr"], overlap_threshold=s["overlap"],
-              min_stuff_area=s["stuff_area"])
+              stuff_area_threshold=s["stuff_area"])
     return sem.to(device), logits.to(device), boxes.to(device), pasted, kw
 
 
@@ -232,13 +239,13 @@ def test_hand_example_efficientps(device):
     boxes = torch.tensor([[1.0, 0.0, 3.0, 2.0]], device=device, dtype=torch.float64)
     pan, info = fops.panoptic_fusion_efficientps(sem, masks, boxes, torch.tensor([0.9], device=device,
                                                  dtype=torch.float64), torch.tensor([1], device=device),
-                                                 stuff_ids=[0], min_stuff_area=4)
+                                                 stuff_ids=[0], stuff_area_threshold=4)
     assert torch.equal(pan.cpu(), torch.tensor([[2, 1, 1, 2]] * 2, dtype=torch.int32))
     assert [(d["id"], d["category_id"], d["isthing"], d["area"]) for d in info] == [(1, 1, True, 4), (2, 0, False, 4)]
-    # The stuff segment of 4 pixels is under min_stuff_area=5: void.
+    # The stuff segment of 4 pixels is under stuff_area_threshold=5: void.
     pan, info = fops.panoptic_fusion_efficientps(sem, masks, boxes, torch.tensor([0.9], device=device,
                                                  dtype=torch.float64), torch.tensor([1], device=device),
-                                                 stuff_ids=[0], min_stuff_area=5)
+                                                 stuff_ids=[0], stuff_area_threshold=5)
     assert torch.equal(pan.cpu(), torch.tensor([[0, 1, 1, 0]] * 2, dtype=torch.int32)) and len(info) == 1
 
 
@@ -276,6 +283,161 @@ def test_opcheck_compile(device):
     got, exp = compiled(seml, logits, eboxes, scores, labels), op(seml, logits, eboxes, scores, labels,
                                                                   ekw["stuff_ids"], 0.3, 0.5, 5, False)
     assert torch.equal(got[0], exp[0]) and torch.equal(got[1], exp[1])
+
+
+# ---- the `pasted` keyword (issue 14: one rule for both fusions) -------------------------------
+
+def _pasted_scene(device, h, w, k=5, m=7, seed=3):
+    g = torch_gen(seed)
+    boxes = torch.rand(k, 4, generator=g, dtype=torch.float64) * torch.tensor([w, h, w, h]) * 0.6
+    boxes[:, 2:] += 2 + torch.rand(k, 2, generator=g, dtype=torch.float64) * torch.tensor([w, h]) * 0.5
+    logits = torch.randn(k, m, m, generator=g, dtype=torch.float64) * 3
+    sem_logits = torch.randn(4, h, w, generator=g, dtype=torch.float64)
+    pasted = fops.paste_masks(logits, boxes, (h, w), None)
+    pasted_probs = fops.paste_masks(logits.sigmoid(), boxes, (h, w), None)  # 0 outside the boxes
+    return dict(sem_logits=sem_logits.to(device), semantic=sem_logits.argmax(0).to(device), boxes=boxes.to(device),
+                logits=logits.to(device), pasted=pasted.to(device), probs=logits.sigmoid().to(device),
+                pasted_probs=pasted_probs.to(device),
+                scores=torch.rand(k, generator=g, dtype=torch.float64).to(device),
+                labels=torch.randint(0, 4, (k,), generator=g).to(device))
+
+
+HEUR_KW = dict(score_threshold=0.2, overlap_threshold=0.6, stuff_area_threshold=3, thing_ids=[3])
+EPS_KW = dict(score_threshold=0.2, overlap_threshold=0.6, stuff_area_threshold=3)
+
+
+def _cpu(*ts):
+    return [t.cpu() for t in ts]
+
+
+def test_heuristic_pasted_masks_with_boxes(device):
+    """detectron2 passes pasted [K, H, W] masks *and* boxes: the boxes change nothing (they used
+    to re-paste the pasted masks into the boxes)."""
+    s = _pasted_scene(device, 12, 17)
+    probs = s["pasted_probs"]
+    args = (s["semantic"], probs)
+    rest = (s["scores"], s["labels"])
+    no_boxes = fops.panoptic_fusion_heuristic(*args, None, *rest, **HEUR_KW)
+    assert len(no_boxes[1]) > 2
+    assert_same_result(fops.panoptic_fusion_heuristic(*args, s["boxes"], *rest, **HEUR_KW), no_boxes, "by shape")
+    assert_same_result(fops.panoptic_fusion_heuristic(*args, s["boxes"], *rest, pasted=True, **HEUR_KW), no_boxes,
+                       "pasted=True")
+    assert_same_result(fops.panoptic_fusion_heuristic(*args, s["boxes"] * 0, *rest, pasted=True, **HEUR_KW),
+                       no_boxes, "pasted=True, other boxes")
+    assert_same_result(fops.panoptic_fusion_heuristic(s["semantic"], probs >= 0.5,
+                                                      s["boxes"], *rest, **HEUR_KW), no_boxes, "bool, by shape")
+    exp = R.panoptic_fusion_heuristic(*_cpu(s["semantic"], probs, s["boxes"], *rest), **HEUR_KW)
+    assert_same_result(no_boxes, exp, "reference, by shape")
+
+
+@pytest.mark.parametrize("pasted", (True, False))
+@pytest.mark.parametrize("square", (False, True), ids=("12x17", "7x7"))
+def test_explicit_pasted_equals_reference(device, pasted, square):
+    """Each explicit keyword path, on an image shaped like the per-box masks (square: the
+    ambiguous case) and not, equals the reference given the same keyword."""
+    h, w = (7, 7) if square else (12, 17)
+    s = _pasted_scene(device, h, w)
+    masks = s["pasted"] if pasted else s["logits"]
+    probs = s["pasted_probs"] if pasted else s["probs"]
+    boxes, rest = s["boxes"], (s["scores"], s["labels"])
+    got = fops.panoptic_fusion_heuristic(s["semantic"], probs, boxes, *rest, pasted=pasted, **HEUR_KW)
+    exp = R.panoptic_fusion_heuristic(*_cpu(s["semantic"], probs, boxes, *rest), pasted=pasted, **HEUR_KW)
+    assert_same_result(got, exp, f"heuristic pasted={pasted}")
+    assert len(got[1]) > 2
+    # the per-box form equals the pasted form of the same masks
+    other = fops.panoptic_fusion_heuristic(s["semantic"], s["pasted_probs"], None, *rest, **HEUR_KW)
+    assert_same_result(got, _cpu_result(other), "heuristic forms")
+    got = fops.panoptic_fusion_efficientps(s["sem_logits"], masks, boxes, *rest, [0, 2], pasted=pasted, **EPS_KW)
+    exp = R.panoptic_fusion_efficientps(*_cpu(s["sem_logits"], masks, boxes, *rest), [0, 2], pasted=pasted, **EPS_KW)
+    assert_same_result(got, exp, f"efficientps pasted={pasted}")
+    other = fops.panoptic_fusion_efficientps(s["sem_logits"], s["pasted"], boxes, *rest, [0, 2], pasted=True,
+                                             **EPS_KW)
+    assert_same_result(got, _cpu_result(other), "efficientps forms")
+    assert len(got[1]) > 2
+
+
+def _cpu_result(r):
+    return r[0].cpu(), r[1]
+
+
+def test_ambiguous_square_masks_ask_for_the_keyword(device):
+    """[K, M, M] masks with boxes on an M x M image could be either form: both fusions (and the
+    references) raise and name the keyword; K = 0 included (the rule does not look at values)."""
+    for k in (5, 0):
+        s = _pasted_scene(device, 7, 7, k=k)
+        rest = (s["scores"], s["labels"])
+        calls = [
+            lambda: fops.panoptic_fusion_heuristic(s["semantic"], s["probs"], s["boxes"], *rest),
+            lambda: fops.panoptic_fusion_efficientps(s["sem_logits"], s["logits"], s["boxes"], *rest, [0]),
+            lambda: R.panoptic_fusion_heuristic(*_cpu(s["semantic"], s["probs"], s["boxes"], *rest)),
+            lambda: R.panoptic_fusion_efficientps(*_cpu(s["sem_logits"], s["logits"], s["boxes"], *rest), [0]),
+        ]
+        for fn in calls:
+            with pytest.raises(ValueError, match=r"^fastseg\.panoptic_fusion_\w+: .*pasted=True .*pasted=False"):
+                fn()
+        # without boxes the heuristic's masks can only be pasted: no question
+        fops.panoptic_fusion_heuristic(s["semantic"], s["probs"], None, *rest)
+
+
+def test_pasted_by_shape(device):
+    """pasted=None: per-box masks whose shape is not the image's, and pasted masks of a
+    non-square image, are recognised (EfficientPS: as with the explicit keyword)."""
+    s = _pasted_scene(device, 12, 17)
+    rest = (s["scores"], s["labels"])
+    for masks, probs, pasted in ((s["logits"], s["probs"], False), (s["pasted"], s["pasted_probs"], True),
+                                 (s["logits"][:, :, :5], s["probs"][:, :, :5], False)):
+        got = fops.panoptic_fusion_efficientps(s["sem_logits"], masks, s["boxes"], *rest, [1], **EPS_KW)
+        exp = fops.panoptic_fusion_efficientps(s["sem_logits"], masks, s["boxes"], *rest, [1], pasted=pasted,
+                                               **EPS_KW)
+        assert_same_result(got, _cpu_result(exp), f"efficientps {list(masks.shape)}")
+        got = fops.panoptic_fusion_heuristic(s["semantic"], probs, s["boxes"], *rest, **HEUR_KW)
+        exp = fops.panoptic_fusion_heuristic(s["semantic"], probs, s["boxes"], *rest, pasted=pasted, **HEUR_KW)
+        assert_same_result(got, _cpu_result(exp), f"heuristic {list(masks.shape)}")
+
+
+def test_pasted_keyword_errors(device):
+    s = _pasted_scene(device, 12, 17)
+    rest = (s["scores"], s["labels"])
+    for bad in ("yes", 0.5, 2, [True]):
+        with pytest.raises(TypeError, match=r"^fastseg\.panoptic_fusion_heuristic: pasted must be a bool"):
+            fops.panoptic_fusion_heuristic(s["semantic"], s["pasted"], s["boxes"], *rest, pasted=bad)
+        with pytest.raises(TypeError, match=r"^fastseg\.panoptic_fusion_efficientps: pasted must be a bool"):
+            fops.panoptic_fusion_efficientps(s["sem_logits"], s["pasted"], s["boxes"], *rest, [0], pasted=bad)
+        with pytest.raises(TypeError, match="pasted must be a bool"):
+            R.panoptic_fusion_heuristic(*_cpu(s["semantic"], s["pasted"], s["boxes"], *rest), pasted=bad)
+    # per-box masks need boxes
+    with pytest.raises(ValueError, match=r"^fastseg\.panoptic_fusion_heuristic: pasted=False .*needs boxes"):
+        fops.panoptic_fusion_heuristic(s["semantic"], s["logits"], None, *rest, pasted=False)
+    # pasted=True: the masks must be the image's size
+    with pytest.raises(RuntimeError, match=r"^fastseg\.panoptic_fusion_heuristic: pasted masks must be"):
+        fops.panoptic_fusion_heuristic(s["semantic"], s["logits"], s["boxes"], *rest, pasted=True)
+    with pytest.raises(RuntimeError, match=r"^fastseg\.panoptic_fusion_efficientps: pasted mask_logits must be"):
+        fops.panoptic_fusion_efficientps(s["sem_logits"], s["logits"], s["boxes"], *rest, [0], pasted=True)
+
+
+def test_threshold_names_and_order():
+    """Both fusions (and the references) name and order their thresholds alike, keyword-only; the
+    call of the EfficientPS model works as written."""
+    import inspect
+    common = ["score_threshold", "overlap_threshold", "stuff_area_threshold", "pasted"]
+    for fn, extra in ((fops.panoptic_fusion_heuristic, ["thing_ids"]),
+                      (fops.panoptic_fusion_efficientps, ["segments_format"]),
+                      (R.panoptic_fusion_heuristic, ["thing_ids"]), (R.panoptic_fusion_efficientps, ["segments_format"])):
+        params = inspect.signature(fn).parameters
+        kw_only = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        assert kw_only == common + extra, (fn.__module__, kw_only)
+        assert params["pasted"].default is None and params["score_threshold"].default == 0.5
+    assert inspect.signature(fops.panoptic_fusion_heuristic).parameters["stuff_area_threshold"].default == 4096
+    assert inspect.signature(fops.panoptic_fusion_efficientps).parameters["stuff_area_threshold"].default == 2048
+    s = _pasted_scene("cpu", 12, 17)
+    with pytest.raises(TypeError):
+        fops.panoptic_fusion_heuristic(s["semantic"], s["pasted"], None, s["scores"], s["labels"], 0.5)
+    with pytest.raises(TypeError):
+        fops.panoptic_fusion_efficientps(s["sem_logits"], s["pasted"], s["boxes"], s["scores"], s["labels"], [0], 0.5)
+    pan, info = fops.panoptic_fusion_efficientps(s["sem_logits"], s["logits"], s["boxes"], s["scores"], s["labels"],
+                                                 [0, 1], score_threshold=0.3, overlap_threshold=0.5,
+                                                 stuff_area_threshold=4, pasted=False)
+    assert pan.shape == (12, 17) and info
 
 
 # ---- bad inputs ------------------------------------------------------------------------------
@@ -320,6 +482,10 @@ def _heuristic_bad(rng, device):
         ("raw-score-nan", lambda: torch.ops.fastseg.panoptic_fusion_heuristic.default(
             sem, pasted, None, scores, labels, 0.5, 1, float("nan"), []), "score_threshold"),
         ("masks-list", lambda: f(sem, pasted.tolist(), None, scores, labels), "masks"),
+        ("pasted-str", lambda: f(sem, pasted, None, scores, labels, pasted="yes"), "pasted"),
+        ("pasted-float", lambda: f(sem, pasted, None, scores, labels, pasted=0.5), "pasted"),
+        ("pasted-false-no-boxes", lambda: f(sem, masks, None, scores, labels, pasted=False), "boxes"),
+        ("pasted-true-wrong-size", lambda: f(sem, pasted[:, :-1], boxes, scores, labels, pasted=True), "masks"),
     ]
     return [BadCase(name, fn, r.format(arg)) for name, fn, arg in cases]
 
@@ -351,7 +517,9 @@ def _efficientps_bad(rng, device):
         ("stuff-type", lambda: f(sem, masks, boxes, scores, labels, [0.5]), "stuff_ids"),
         ("score-threshold", lambda: f(sem, masks, boxes, scores, labels, [0], score_threshold="x"),
          "score_threshold"),
-        ("min-stuff-area", lambda: f(sem, masks, boxes, scores, labels, [0], min_stuff_area=None), "min_stuff_area"),
+        ("stuff-area", lambda: f(sem, masks, boxes, scores, labels, [0], stuff_area_threshold=None),
+         "stuff_area_threshold"),
+        ("pasted-str", lambda: f(sem, masks, boxes, scores, labels, [0], pasted="no"), "pasted"),
     ]
     return [BadCase(name, fn, r.format(arg)) for name, fn, arg in cases]
 
@@ -377,6 +545,7 @@ def test_bad_inputs(device):
 
 def test_example_script(tmp_path):
     """examples/panoptic_fusion.py (the README's picture) runs and both fusions score well."""
+    pytest.importorskip("PIL.Image", reason="the example writes a PNG: needs Pillow (pip install pillow)")
     import subprocess
     import sys
     out = tmp_path / "pan.png"
@@ -404,7 +573,7 @@ def test_wrapper_arguments(device):
     tiny = torch.full((1, 1, 1), 1e-17, dtype=d, device=device)
     args = (sem_logits, tiny, torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=d, device=device),
             torch.tensor([0.9], dtype=d, device=device), torch.tensor([1], device=device), [0])
-    got = fops.panoptic_fusion_efficientps(*args, min_stuff_area=0)
+    got = fops.panoptic_fusion_efficientps(*args, stuff_area_threshold=0, pasted=False)
     exp = R.panoptic_fusion_efficientps(*[a.cpu() if isinstance(a, torch.Tensor) else a for a in args],
-                                        min_stuff_area=0)
+                                        stuff_area_threshold=0, pasted=False)
     assert got[1] == exp[1] and got[1][0]["isthing"]

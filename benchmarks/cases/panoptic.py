@@ -64,14 +64,15 @@ def _bytes_logits(state: State, mode: str, variant: str) -> int:
     return state.sem_logits.numel() * 4 + state.masks.numel() * 4 + h * w * 4
 
 
-HEURISTIC = dict(overlap_threshold=0.5, stuff_area_threshold=4096, score_threshold=0.5, thing_ids=THING_IDS)
-EFFICIENTPS = dict(stuff_ids=STUFF_IDS, score_threshold=0.5, overlap_threshold=0.5, min_stuff_area=2048)
+HEURISTIC = dict(score_threshold=0.5, overlap_threshold=0.5, stuff_area_threshold=4096, thing_ids=THING_IDS)
+EFFICIENTPS = dict(stuff_ids=STUFF_IDS, score_threshold=0.5, overlap_threshold=0.5, stuff_area_threshold=2048)
 
 
 def _heuristic_fastseg(s: State):
     import fastseg.ops
-    return fastseg.ops.panoptic_fusion_heuristic(s.semantic, s.masks, None if s.pasted else s.boxes, s.scores,
-                                                 s.labels, **HEURISTIC)[0]
+    # boxes with pasted masks too, as detectron2 passes them: pasted=True makes them change nothing
+    return fastseg.ops.panoptic_fusion_heuristic(s.semantic, s.masks, s.boxes, s.scores, s.labels,
+                                                 pasted=s.pasted, **HEURISTIC)[0]
 
 
 def _heuristic_reference(s: State):

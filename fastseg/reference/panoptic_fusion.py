@@ -4,12 +4,14 @@ of the benchmarks. Masks are always pasted first (`paste_masks` of this package'
 the unpasted form costs a K x H x W tensor here; that is the point of the kernels.
 
 Both return `(panoptic[H, W] int32, segments_info)` with segments numbered from 1 in creation
-order, `segments_info` a list of `{id, category_id, isthing, score (things), area}`.
+order, `segments_info` a list of `{id, category_id, isthing, score (things), area}`. Signatures
+and the `pasted` rule (which form the masks are) are those of fastseg.ops.panoptic.
 """
 from typing import List, Optional, Sequence
 
 import torch
 
+from ..ops.panoptic import resolve_pasted
 from .paste_masks import paste_masks
 
 
@@ -29,15 +31,18 @@ def _order(scores: torch.Tensor) -> List[int]:
 
 
 def panoptic_fusion_heuristic(semantic: torch.Tensor, masks: torch.Tensor, boxes: Optional[torch.Tensor],
-                              scores: torch.Tensor, labels: torch.Tensor, overlap_threshold: float = 0.5,
-                              stuff_area_threshold: int = 4096, score_threshold: float = 0.5,
-                              thing_ids: Optional[Sequence[int]] = None):
+                              scores: torch.Tensor, labels: torch.Tensor, *, score_threshold: float = 0.5,
+                              overlap_threshold: float = 0.5, stuff_area_threshold: int = 4096,
+                              pasted: Optional[bool] = None, thing_ids: Optional[Sequence[int]] = None):
     """detectron2's `combine_semantic_and_instance_outputs`, with a configurable set of
     semantic classes that are not stuff (`thing_ids`; `[0]` is detectron2's convention)."""
     semantic = semantic.cpu().long()
     height, width = semantic.shape
     masks = masks.cpu()
-    if boxes is not None:  # per-box masks: paste them at image resolution first
+    if masks.dim() == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if not resolve_pasted("panoptic_fusion_heuristic", "masks", masks, (height, width), boxes, pasted):
+        # per-box masks: paste them at image resolution first
         masks = paste_masks(masks, boxes.cpu(), (height, width), threshold=None)
     panoptic = torch.zeros(height, width, dtype=torch.int32)
     segments = []
@@ -73,17 +78,24 @@ def panoptic_fusion_heuristic(semantic: torch.Tensor, masks: torch.Tensor, boxes
 
 
 def panoptic_fusion_efficientps(semantic_logits: torch.Tensor, mask_logits: torch.Tensor, boxes: torch.Tensor,
-                                scores: torch.Tensor, labels: torch.Tensor, stuff_ids: Sequence[int],
+                                scores: torch.Tensor, labels: torch.Tensor, stuff_ids: Sequence[int], *,
                                 score_threshold: float = 0.5, overlap_threshold: float = 0.5,
-                                min_stuff_area: int = 2048, pasted: Optional[bool] = None):
+                                stuff_area_threshold: int = 2048, pasted: Optional[bool] = None,
+                                segments_format: str = "info"):
     """The EfficientPS fusion (Mohan & Valada, IJCV 2021), as the issue states it."""
+    def result(panoptic, segments, rows):
+        if segments_format == "tensor":  # (instance index or -1, category id, area), as the op's
+            return panoptic, torch.tensor(rows, dtype=torch.int64).view(-1, 3)
+        return panoptic, segments
+
     dt = torch.float64 if semantic_logits.dtype == torch.float64 else torch.float32
     sem = semantic_logits.cpu().to(dt)
     _, height, width = sem.shape
     boxes = boxes.cpu()
-    if pasted is None:
-        pasted = tuple(mask_logits.shape[1:]) == (height, width)
     logits = mask_logits.cpu()
+    if logits.dim() == 4 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    pasted = resolve_pasted("panoptic_fusion_efficientps", "mask_logits", logits, (height, width), boxes, pasted)
     if not pasted:
         logits = paste_masks(logits, boxes, (height, width), threshold=None)
     logits = logits.to(dt)
@@ -110,9 +122,9 @@ def panoptic_fusion_efficientps(semantic_logits: torch.Tensor, mask_logits: torc
         fl = (torch.sigmoid(mla) + torch.sigmoid(mlb)) * (mla + mlb)
         channels.append(torch.where(inside, fl, torch.full_like(fl, float("-inf"))))
     panoptic = torch.zeros(height, width, dtype=torch.int32)
-    segments = []
+    segments, rows = [], []
     if not channels:
-        return panoptic, segments
+        return result(panoptic, segments, rows)
     stack = torch.stack(channels)
     # argmax returns the first maximum (lower channel wins ties); a pixel where every channel is
     # -inf (no stuff channel, outside every box) is void.
@@ -127,11 +139,13 @@ def panoptic_fusion_efficientps(semantic_logits: torch.Tensor, mask_logits: torc
         panoptic[mask] = len(segments) + 1
         segments.append({"id": len(segments) + 1, "category_id": int(labels[k]), "isthing": True,
                          "score": float(scores[k]), "area": area})
+        rows.append((k, int(labels[k]), area))
     for j, c in enumerate(stuff_ids):
         mask = (winner == j) & ~void
         area = int(mask.sum())
-        if area == 0 or area < min_stuff_area:
+        if area == 0 or area < stuff_area_threshold:
             continue
         panoptic[mask] = len(segments) + 1
         segments.append({"id": len(segments) + 1, "category_id": int(c), "isthing": False, "area": area})
-    return panoptic, segments
+        rows.append((-1, int(c), area))
+    return result(panoptic, segments, rows)
