@@ -2,13 +2,14 @@
 
 Evaluates a training checkpoint on the validation split, printed as JSON: for semantic networks
 the data-set-level confusion matrix (mIoU, pixel accuracy, per-class IoU) and the validation loss;
-for instance models (Mask R-CNN) COCO box and mask AP through pycocotools. Runs under torchrun as
-well (the confusion matrix is summed, the detections gathered over ranks)."""
+for instance models (Mask R-CNN) COCO box and mask AP through pycocotools; for panoptic models
+(EfficientPS) PQ, SQ and RQ. Runs under torchrun as well (the confusion matrix and the PQ counts
+are summed, the detections gathered over ranks)."""
 import argparse
 import json
 import sys
 
-from .train import checkpoint, detection, distributed
+from .train import checkpoint, detection, distributed, panoptic
 from .train.config import TrainConfig, UsageError
 from .train.engine import Context, evaluate
 from .train.fit import _loader, build_datasets, model_task
@@ -34,7 +35,12 @@ def main(argv=None) -> int:
         dist = distributed.init(config.device)
         try:
             _, val_set = build_datasets(config, for_training=False)
-            if model_task(ckpt["model_name"]) == "instance":
+            if model_task(ckpt["model_name"]) == "panoptic":
+                model = checkpoint.build_model(ckpt).to(dist.device)
+                result = panoptic.evaluate(model, _loader(val_set, config, dist, shuffle=False),
+                                           Context(dist, ckpt["num_classes"]), list(val_set.thing_ids),
+                                           list(val_set.stuff_ids))
+            elif model_task(ckpt["model_name"]) == "instance":
                 model = checkpoint.build_model(ckpt).to(dist.device)
                 result = detection.evaluate(model, _loader(val_set, config, dist, shuffle=False),
                                             Context(dist, ckpt["num_classes"]), list(val_set.thing_ids))

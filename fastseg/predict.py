@@ -4,7 +4,8 @@ Runs a trained network on one image and writes a colour overlay of its predictio
 input. Semantic networks: the image blended with one colour per class, plus OUT_labels.png (the
 class index per pixel). Instance models (Mask R-CNN): each detection above --score-thresh blended
 in its class colour with its box outlined, plus OUT_instances.png (0 = none, k = the k-th
-detection by score)."""
+detection by score). Panoptic models (EfficientPS): every segment blended in its class colour,
+thing segments outlined in white, plus OUT_panoptic.png (the segment id per pixel, 0 = void)."""
 import argparse
 import os
 import sys
@@ -58,6 +59,26 @@ def instance_overlay(image: torch.Tensor, masks: torch.Tensor, boxes: torch.Tens
     return out
 
 
+def panoptic_overlay(image: torch.Tensor, panoptic: torch.Tensor, segments_info, colors,
+                     alpha: float = 0.55) -> torch.Tensor:
+    """float [3, H, W]: each segment blended in its class colour (void left as is), the outline of
+    each thing segment in white, so that touching instances of one class stay apart."""
+    out = image.clone()
+    for seg in segments_info:
+        m = panoptic == seg["id"]
+        color = torch.tensor(colors[seg["category_id"]], dtype=torch.float32)[:, None] / 255
+        out[:, m] = (1 - alpha) * out[:, m] + alpha * color
+    things = torch.zeros_like(panoptic)
+    for seg in segments_info:
+        if seg["isthing"]:
+            things[panoptic == seg["id"]] = seg["id"]
+    edge = torch.zeros_like(panoptic, dtype=torch.bool)
+    edge[1:] |= things[1:] != things[:-1]
+    edge[:, 1:] |= things[:, 1:] != things[:, :-1]
+    out[:, edge] = 1.0
+    return out
+
+
 def _instance_outputs(model, image: torch.Tensor, device: str, score_thresh: float, colors, thing_ids):
     """(overlay, instance-id map) of an instance model's prediction."""
     det = model([image.to(device)])[0]
@@ -97,6 +118,17 @@ def main(argv=None) -> int:
             if not os.path.isfile(args.input):
                 raise UsageError(f"--input {args.input!r} does not exist")
             image = read_image(args.input)
+        if model_task(ckpt["model_name"]) == "panoptic":
+            with torch.no_grad():
+                panoptic, info = model([image.to(args.device)])[0]
+            panoptic = panoptic.cpu()
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            write_image(args.out, torch.cat([image, panoptic_overlay(image, panoptic, info, colors)], dim=2))
+            stem, _ = os.path.splitext(args.out)
+            write_label_map(stem + "_panoptic.png", panoptic.clamp(max=255))
+            things = sum(s["isthing"] for s in info)
+            print(f"wrote {args.out} and {stem}_panoptic.png ({len(info)} segments, {things} things)")
+            return 0
         if model_task(ckpt["model_name"]) == "instance":
             with torch.no_grad():
                 picture, ids = _instance_outputs(model, image, args.device, args.score_thresh, colors,

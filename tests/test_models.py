@@ -99,11 +99,11 @@ def fastseg_ops(ops):
 # ----------------------------------------------------------------------------- API
 
 def test_list_and_get_model():
-    assert models.list_models() == ["deconvnet", "fcn16s", "fcn32s", "fcn8s", "maskrcnn", "maskrcnn_resnet50_fpn",
-                                    "segnet", "unet"]
+    assert models.list_models() == ["deconvnet", "efficientps", "fcn16s", "fcn32s", "fcn8s", "maskrcnn",
+                                    "maskrcnn_resnet50_fpn", "segnet", "unet"]
     m = models.get_model("fcn8s", num_classes=3, width=WIDTH)
     assert isinstance(m, models.FCN) and m.output_stride == 8
-    with pytest.raises(ValueError, match="unknown model 'fcn4s'.*deconvnet, fcn16s"):
+    with pytest.raises(ValueError, match="unknown model 'fcn4s'.*deconvnet, efficientps, fcn16s"):
         models.get_model("fcn4s")
     with pytest.raises(TypeError):
         models.segnet(3)  # keyword-only

@@ -11,6 +11,7 @@ from torch import nn
 
 from . import weights  # noqa: F401
 from .deconvnet import DeconvNet, deconvnet
+from .efficientps import EfficientPS, efficientps
 from .fcn import FCN, fcn8s, fcn16s, fcn32s
 from .mask_rcnn import MaskRCNN, maskrcnn_resnet50_fpn, maskrcnn_resnet_fpn
 from .segnet import SegNet, segnet
@@ -25,9 +26,10 @@ _BUILDERS: Dict[str, Callable[..., nn.Module]] = {
     "unet": unet,
     "maskrcnn": maskrcnn_resnet_fpn,
     "maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
+    "efficientps": efficientps,
 }
 
-__all__ = ["FCN", "DeconvNet", "SegNet", "UNet", "MaskRCNN", "get_model", "list_models", "weights", *_BUILDERS]
+__all__ = ["FCN", "DeconvNet", "SegNet", "UNet", "MaskRCNN", "EfficientPS", "get_model", "list_models", "weights", *_BUILDERS]
 
 
 def list_models() -> List[str]:

@@ -10,14 +10,16 @@ from .conv_transpose import BilinearUpsample2d, ConvTranspose2dCrop, UpConcat  #
 from .roi_align import MultiScaleRoIAlign, RoIAlign  # noqa: F401
 from .nms import BatchedNMS  # noqa: F401
 from .paste_masks import PasteMasks, PasteMasksInImage  # noqa: F401
+from .panoptic import PanopticFusionEfficientPS  # noqa: F401
 
 __all__ = ["MaxPool2dCompact", "MaxUnpool2d", "MaxUnpool2dCompact", "UnpoolBedOfNails2d", "UnpoolNearest2d",
-           "BilinearUpsample2d", "ConvTranspose2dCrop", "UpConcat", "MultiScaleRoIAlign", "RoIAlign", "BatchedNMS", "PasteMasks", "PasteMasksInImage", "set_reference"]
+           "BilinearUpsample2d", "ConvTranspose2dCrop", "UpConcat", "MultiScaleRoIAlign", "RoIAlign", "BatchedNMS", "PasteMasks", "PasteMasksInImage",
+           "PanopticFusionEfficientPS", "set_reference"]
 
 # The layers with a plain-PyTorch form (a `reference` attribute); subclasses included.
 _SWITCHABLE = (MaxPool2dCompact, MaxUnpool2d, MaxUnpool2dCompact, UnpoolBedOfNails2d, UnpoolNearest2d,
                BilinearUpsample2d, ConvTranspose2dCrop, RoIAlign, MultiScaleRoIAlign, BatchedNMS, PasteMasks,
-               PasteMasksInImage)
+               PasteMasksInImage, PanopticFusionEfficientPS)
 
 
 def set_reference(module, reference: bool = True):

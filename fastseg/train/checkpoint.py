@@ -49,7 +49,9 @@ def build_model(ckpt: Dict[str, Any]):
     """The checkpoint's network with its weights."""
     from .. import models
 
-    model = models.get_model(ckpt["model_name"], num_classes=ckpt["num_classes"], **ckpt["model_args"])
+    # Panoptic models take num_stuff / num_things (saved as class_args), the others num_classes.
+    classes = ckpt.get("class_args") or {"num_classes": ckpt["num_classes"]}
+    model = models.get_model(ckpt["model_name"], **classes, **ckpt["model_args"])
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

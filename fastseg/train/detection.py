@@ -6,7 +6,7 @@ import io
 import math
 import sys
 import time
-from typing import Dict, Iterable, List, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
@@ -26,34 +26,38 @@ def instance_targets(target: Dict, thing_ids: Sequence[int], device) -> Dict[str
             "masks": target["masks"].to(torch.uint8).to(device)}
 
 
-def _split(images: torch.Tensor, targets: List[Dict]) -> List[torch.Tensor]:
+def split_batch(images: torch.Tensor, targets: List[Dict]) -> List[torch.Tensor]:
     """The collated batch as a list of images, each cropped back to its own size."""
     return [im[:, :t["semantic"].shape[-2], :t["semantic"].shape[-1]] if "semantic" in t else im
             for im, t in zip(images, targets)]
 
 
 def train_one_epoch(model, loader: Iterable, optimizer, scheduler, scaler, ctx: Context, epoch: int,
-                    thing_ids: Sequence[int]) -> Dict:
+                    thing_ids: Sequence[int], loss_keys: Sequence[str] = LOSS_KEYS,
+                    to_targets: Optional[Callable[[Dict, torch.device], Dict]] = None) -> Dict:
     """Returns {"train_loss" (the summed losses, mean over iterations and ranks), each loss's
     mean, "images", "seconds"}. Each process sums its own losses; DDP averages the gradients
-    (torchvision's reference scripts do the same)."""
+    (torchvision's reference scripts do the same). `loss_keys` and `to_targets` (a data set
+    target -> the model's, default `instance_targets`) serve the other models of the same
+    contract (EfficientPS)."""
     model.train()
     device = ctx.dist.device
-    totals = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64, device=device)  # losses, iterations, images
+    to_targets = to_targets or (lambda t, dev: instance_targets(t, thing_ids, dev))
+    totals = torch.zeros(len(loss_keys) + 2, dtype=torch.float64, device=device)  # losses, iterations, images
     start = time.perf_counter()
     bar = _bar(ctx, loader, f"epoch {epoch}")
     for it, (images, targets) in enumerate(loader):
-        inputs = [im.to(device, non_blocking=True) for im in _split(images, targets)]
-        tgts = [instance_targets(t, thing_ids, device) for t in targets]
+        inputs = [im.to(device, non_blocking=True) for im in split_batch(images, targets)]
+        tgts = [to_targets(t, device) for t in targets]
         with ctx.autocast():
             loss_dict = model(inputs, tgts)
-        loss = sum(loss_dict[k].float() for k in LOSS_KEYS)
+        loss = sum(loss_dict[k].float() for k in loss_keys)
         optimizer_step(loss, optimizer, scheduler, scaler)
-        step = torch.stack([loss_dict[k].detach().to(torch.float64) for k in LOSS_KEYS] +
+        step = torch.stack([loss_dict[k].detach().to(torch.float64) for k in loss_keys] +
                            [torch.ones((), dtype=torch.float64, device=device),
                             torch.tensor(float(len(inputs)), dtype=torch.float64, device=device)])
         totals += all_reduce_sum(step)
-        batch_loss = float(step[:len(LOSS_KEYS)].sum())
+        batch_loss = float(step[:len(loss_keys)].sum())
         if not math.isfinite(batch_loss):
             raise FloatingPointError(f"the training loss became {batch_loss} at epoch {epoch}, iteration {it}")
         seconds = time.perf_counter() - start
@@ -65,8 +69,8 @@ def train_one_epoch(model, loader: Iterable, optimizer, scheduler, scaler, ctx: 
     if bar is not None:
         bar.close()
     iters = float(totals[-2].clamp(min=1))
-    out = {k: float(totals[i]) / iters for i, k in enumerate(LOSS_KEYS)}
-    out.update(train_loss=sum(out[k] for k in LOSS_KEYS), images=int(totals[-1]),
+    out = {k: float(totals[i]) / iters for i, k in enumerate(loss_keys)}
+    out.update(train_loss=sum(out[k] for k in loss_keys), images=int(totals[-1]),
                seconds=time.perf_counter() - start)
     return out
 
@@ -143,7 +147,7 @@ def evaluate(model, loader: Iterable, ctx: Context, thing_ids: Sequence[int]) ->
     device = ctx.dist.device
     gts, dets = [], []
     for images, targets in loader:
-        inputs = [im.to(device) for im in _split(images, targets)]
+        inputs = [im.to(device) for im in split_batch(images, targets)]
         with ctx.autocast():
             outputs = model(inputs)
         for im, t, o in zip(inputs, targets, outputs):

@@ -2,9 +2,10 @@
 under torchrun (DDP). Rank 0 alone logs and writes DIR/metrics.json, metrics.csv, last.pt,
 best.pt and curves.png.
 
-Two tasks: semantic networks (`model(x) -> logits`, scored by mIoU) and instance segmentation
-models with `task = "instance"` (Mask R-CNN's contract, scored by COCO mask AP through
-pycocotools; trained on SyntheticScenes' instance targets)."""
+Three tasks: semantic networks (`model(x) -> logits`, scored by mIoU), instance segmentation
+models (task "instance": Mask R-CNN's contract, scored by COCO mask AP through pycocotools) and
+panoptic models (task "panoptic": EfficientPS, scored by PQ); the last two train on
+SyntheticScenes' instance and panoptic targets."""
 import csv
 import json
 import math
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .. import models
 from ..data import SegmentationFolder, SyntheticScenes, collate
 from ..data.transforms import train_transforms
-from . import checkpoint, detection, distributed
+from . import checkpoint, detection, distributed, panoptic
 from .config import TrainConfig, UsageError, parse_data_spec
 from .engine import Context, evaluate, train_one_epoch
 
@@ -27,7 +28,9 @@ RECORD_KEYS = {
     "instance": ("epoch", "train_loss", *detection.LOSS_KEYS, "bbox_ap", "bbox_ap50", "segm_ap", "segm_ap50",
                  "seconds", "images_per_second", "lr"),
 }
-SCORE_KEY = {"semantic": "miou", "instance": "segm_ap"}  # what best.pt is chosen by
+RECORD_KEYS["panoptic"] = ("epoch", "train_loss", *panoptic.LOSS_KEYS, "pq", "sq", "rq", "pq_th", "pq_st", "seconds",
+                            "images_per_second", "lr")
+SCORE_KEY = {"semantic": "miou", "instance": "segm_ap", "panoptic": "pq"}  # what best.pt is chosen by
 
 
 def build_datasets(config: TrainConfig, for_training: bool = True) -> Tuple[torch.utils.data.Dataset, ...]:
@@ -99,22 +102,33 @@ def _amp_dtype(config: TrainConfig, device: torch.device):
 
 
 def model_task(name: str) -> str:
-    """"instance" for the detection models (Mask R-CNN), else "semantic"."""
-    return "instance" if name.startswith("maskrcnn") else "semantic"
+    """"instance" for the detection models (Mask R-CNN), "panoptic" for EfficientPS, else
+    "semantic"."""
+    if name.startswith("maskrcnn"):
+        return "instance"
+    return "panoptic" if name.startswith("efficientps") else "semantic"
 
 
-def _make_model(config: TrainConfig, num_classes: int, image_size):
+def model_kwargs(name: str, num_classes: int, data) -> Dict:
+    """The builder's class arguments: `num_classes`, or for a panoptic model `num_stuff` and
+    `num_things` of the data set (classes numbered stuff first)."""
+    if model_task(name) != "panoptic":
+        return {"num_classes": num_classes}
+    return {"num_stuff": len(data.stuff_ids), "num_things": len(data.thing_ids)}
+
+
+def _make_model(config: TrainConfig, num_classes: int, image_size, data=SyntheticScenes):
     if config.model not in models.list_models():
         raise UsageError(f"unknown --model {config.model!r}; available: {', '.join(models.list_models())}")
     try:
-        model = models.get_model(config.model, num_classes=num_classes, **config.model_args)
+        model = models.get_model(config.model, **model_kwargs(config.model, num_classes, data), **config.model_args)
     except TypeError as e:
         raise UsageError(f"--model {config.model}: {e}") from None
     except ValueError as e:
         raise UsageError(str(e)) from None
     with torch.no_grad():  # the geometry check: can this network take this image size?
         try:
-            if model_task(config.model) == "instance":
+            if model_task(config.model) != "semantic":
                 model.eval()([torch.zeros(3, *image_size)])
             else:
                 model.eval()(torch.zeros(1, 3, *image_size))
@@ -127,7 +141,7 @@ def _check_instance_config(config: TrainConfig) -> None:
     if parse_data_spec(config.data)[0] != "synthetic":
         raise UsageError(f"--model {config.model} trains on instance targets: use --data synthetic")
     if config.augment:
-        raise UsageError("--augment transforms semantic targets only; it is not available for instance models")
+        raise UsageError(f"--augment transforms semantic targets only; it is not available for --model {config.model}")
 
 
 def _instance_setup(config: TrainConfig, train_set) -> Tuple[int, List[int]]:
@@ -168,12 +182,15 @@ def plot_curves(out: str, history: List[Dict], task: str = "semantic") -> bool:
         return False
     epochs = [r["epoch"] for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    if task == "instance":
-        a.plot(epochs, [r["train_loss"] for r in history], "o-", label="train (sum of the 5 losses)")
+    if task in ("instance", "panoptic"):
+        a.plot(epochs, [r["train_loss"] for r in history], "o-", label="train (sum of the losses)")
         a.set_xlabel("epoch"), a.set_ylabel("loss"), a.legend(), a.grid(alpha=0.3)
-        for key, label in (("segm_ap", "mask AP"), ("bbox_ap", "box AP"), ("segm_ap50", "mask AP50")):
+        curves = ((("segm_ap", "mask AP"), ("bbox_ap", "box AP"), ("segm_ap50", "mask AP50")) if task == "instance"
+                  else (("pq", "PQ"), ("pq_th", "PQ things"), ("pq_st", "PQ stuff")))
+        for key, label in curves:
             b.plot(epochs, [r[key] for r in history], "o-", label=label)
-        b.set_xlabel("epoch"), b.set_ylabel("val AP (COCO)"), b.set_ylim(0, 1), b.legend(), b.grid(alpha=0.3)
+        b.set_xlabel("epoch"), b.set_ylabel("val AP (COCO)" if task == "instance" else "val PQ"), b.set_ylim(0, 1)
+        b.legend(), b.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(os.path.join(out, "curves.png"), dpi=110)
         plt.close(fig)
@@ -202,14 +219,14 @@ def fit(config: TrainConfig) -> List[Dict]:
 def _fit(config: TrainConfig, dist: distributed.Dist) -> List[Dict]:
     torch.manual_seed(config.seed)
     task = model_task(config.model)
-    if task == "instance":
+    if task != "semantic":
         _check_instance_config(config)
     train_set, val_set = build_datasets(config)
     num_classes, thing_ids = train_set.num_classes, None
     if task == "instance":
         config.model_args = dict(config.model_args)
         num_classes, thing_ids = _instance_setup(config, train_set)
-    model = _make_model(config, num_classes, tuple(config.image_size))
+    model = _make_model(config, num_classes, tuple(config.image_size), train_set)
     ckpt = None
     if config.resume:
         ckpt = checkpoint.load(config.resume)
@@ -255,6 +272,9 @@ def _fit(config: TrainConfig, dist: distributed.Dist) -> List[Dict]:
         if task == "instance":
             stats = detection.train_one_epoch(net, train_loader, optimizer, scheduler, scaler, ctx, epoch, thing_ids)
             val = detection.evaluate(model, val_loader, ctx, thing_ids)
+        elif task == "panoptic":
+            stats = panoptic.train_one_epoch(net, train_loader, optimizer, scheduler, scaler, ctx, epoch)
+            val = panoptic.evaluate(model, val_loader, ctx, train_set.thing_ids, train_set.stuff_ids)
         else:
             stats = train_one_epoch(net, train_loader, optimizer, scheduler, scaler, ctx, epoch)
             val = evaluate(net, val_loader, ctx)
@@ -268,6 +288,9 @@ def _fit(config: TrainConfig, dist: distributed.Dist) -> List[Dict]:
             if task == "instance":
                 scores = (f"box AP {record['bbox_ap']:.4f}, mask AP {record['segm_ap']:.4f}, "
                           f"mask AP50 {record['segm_ap50']:.4f}")
+            elif task == "panoptic":
+                scores = (f"PQ {record['pq']:.4f} (things {record['pq_th']:.4f}, stuff {record['pq_st']:.4f}), "
+                          f"SQ {record['sq']:.4f}, RQ {record['rq']:.4f}")
             else:
                 scores = (f"val loss {record['val_loss']:.4f}, mIoU {record['miou']:.4f}, "
                           f"pixel acc {record['pixel_accuracy']:.4f}")
@@ -275,6 +298,7 @@ def _fit(config: TrainConfig, dist: distributed.Dist) -> List[Dict]:
                   f"{record['seconds']:.1f} s ({record['images_per_second']:.1f} img/s)", flush=True)
             payload = {"model": (model.module if hasattr(model, "module") else model).state_dict(),
                        "model_name": config.model, "model_args": config.model_args, "num_classes": num_classes,
+                       "class_args": model_kwargs(config.model, num_classes, train_set),
                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                        "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
                        "rng": checkpoint.rng_state(), "history": history, "config": config.to_dict(),

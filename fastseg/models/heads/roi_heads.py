@@ -95,6 +95,9 @@ class RoIHeads(nn.Module):
         self.nms = fnn.BatchedNMS(nms_thresh)
         self.detections_per_img = detections_per_img
         self.mask_roi_pool, self.mask_head, self.mask_predictor = mask_roi_pool, mask_head, mask_predictor
+        # Eval: each detection's mask of its class as probabilities ("masks", torchvision's) or as
+        # logits ("mask_logits", what the EfficientPS fusion needs: no sigmoid round trip).
+        self.mask_output = "masks"
 
     @property
     def nms_thresh(self) -> float:
@@ -180,7 +183,8 @@ class RoIHeads(nn.Module):
                                                 [t["labels"] for t in targets], pos_matched)
         else:
             labels = torch.cat([r["labels"] for r in result])
-            probs = mask_logits.sigmoid()[torch.arange(labels.shape[0], device=labels.device), labels][:, None]
-            for r, p in zip(result, probs.split([r["labels"].shape[0] for r in result], 0)):
-                r["masks"] = p
+            logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels][:, None]
+            out = logits if self.mask_output == "mask_logits" else logits.sigmoid()
+            for r, p in zip(result, out.split([r["labels"].shape[0] for r in result], 0)):
+                r[self.mask_output] = p
         return result, losses
