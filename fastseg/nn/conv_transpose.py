@@ -47,54 +47,13 @@ class ConvTranspose2dCrop(nn.ConvTranspose2d):
             s += f", output_size={self.crop_size}"
         return s
 
-    def _frame(self, input: torch.Tensor, output_size: Optional[Sequence[int]],
-               crop_size: Optional[Sequence[int]] = None):
-        """(padding, crop, size, extra) for ops.conv_transpose2d_crop; `crop_size` overrides the
-        constructor's `output_size` for one call."""
-        input_hw = input.shape[-2:]
-        if output_size is not None:  # nn.ConvTranspose2d.forward's output_size picks output_padding
-            out_pad = self._output_padding(input, list(output_size), list(self.stride), list(self.padding),
-                                           list(self.kernel_size), 2, list(self.dilation))
-        else:
-            out_pad = self.output_padding
-        full = ops.conv_transpose_full_size(input_hw, self.kernel_size, self.stride, self.padding, self.dilation)
-        if crop_size is not None:
-            size = pair(tuple(crop_size)[-2:], "ConvTranspose2dCrop", "crop_size", minimum=0)
-        elif self.crop_size is not None:
-            size = self.crop_size
-        else:
-            size = tuple(full[i] + out_pad[i] - self.crop[i] for i in range(2))
-        if all(self.crop[i] + size[i] <= full[i] for i in range(2)):
-            return tuple(self.padding), self.crop, size, (0, 0)
-        # Past the padded frame (output_padding): the same window in the unpadded frame, and
-        # beyond that frame (where no tap lands: the bias only) `extra` rows/columns.
-        crop0 = tuple(self.crop[i] + self.padding[i] for i in range(2))
-        full0 = ops.conv_transpose_full_size(input_hw, self.kernel_size, self.stride, (0, 0), self.dilation)
-        inside = tuple(max(0, min(size[i], full0[i] - crop0[i])) for i in range(2))
-        return (0, 0), crop0, inside, (size[0] - inside[0], size[1] - inside[1])
-
-    def _cropped(self, input: torch.Tensor, padding, crop, size) -> torch.Tensor:
-        """The crop of the transposed convolution: fastseg's op, or in reference mode
-        F.conv_transpose2d followed by slicing."""
-        if self.reference:
-            return _conv_transpose_then_slice(input, self.weight, self.bias, self.stride, padding, self.dilation,
-                                              self.groups, crop, size)
-        return ops.conv_transpose2d_crop(input, self.weight, self.bias, self.stride, padding, self.dilation,
-                                         self.groups, crop, size)
-
     def forward(self, input: torch.Tensor, output_size: Optional[Sequence[int]] = None, *,
                 crop_size: Optional[Sequence[int]] = None) -> torch.Tensor:
         """`output_size` as in nn.ConvTranspose2d (picks output_padding); `crop_size=(OH, OW)`
         sets this call's crop size (e.g. the input image's size in FCN's final upscore)."""
-        padding, crop, size, extra = self._frame(input, output_size, crop_size)
-        y = self._cropped(input, padding, crop, size)
-        if extra != (0, 0):
-            y = F.pad(y, (0, extra[1], 0, extra[0]))
-            if self.bias is not None:
-                beyond = torch.ones(y.shape[-2:], dtype=y.dtype, device=y.device)
-                beyond[:size[0], :size[1]] = 0
-                y = y + self.bias.view(-1, 1, 1) * beyond
-        return y
+        return _conv_transpose2d_crop_layer(input, self.weight, self.bias, output_size, crop_size, self.kernel_size,
+                                            self.stride, self.padding, self.output_padding, self.dilation,
+                                            self.groups, self.crop, self.crop_size, self.reference)
 
 
 class BilinearUpsample2d(nn.Module):
@@ -117,11 +76,8 @@ class BilinearUpsample2d(nn.Module):
         return f"channels={self.channels}, factor={self.factor}, crop={self.crop}"
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        size = self.crop_size
-        if size is None and self.crop == (self.factor // 2,) * 2:
-            size = (input.shape[-2] * self.factor, input.shape[-1] * self.factor)
-        fn = _conv_transpose_then_slice if self.reference else ops.conv_transpose2d_crop
-        return fn(input, self.weight.to(input.dtype), None, self.factor, 0, 1, self.channels, self.crop, size)
+        return _bilinear_upsample2d_layer(input, self.weight, self.channels, self.factor, self.crop, self.crop_size,
+                                          self.reference)
 
 
 class UpConcat(ConvTranspose2dCrop):
@@ -141,17 +97,9 @@ class UpConcat(ConvTranspose2dCrop):
                 crop_size: Optional[Sequence[int]] = None) -> torch.Tensor:
         """`crop_size=(OH, OW)`: keep only the top-left OHxOW of the up-convolution (e.g. the
         skip's size, for a "same"-padded U-Net on sizes that do not halve evenly)."""
-        padding, crop, size, extra = self._frame(input, None, crop_size)
-        if extra != (0, 0):
-            raise ValueError(f"fastseg.UpConcat: crop_size {tuple(size)} exceeds the up-convolution's output")
-        if self.reference:
-            up = _conv_transpose_then_slice(input, self.weight, self.bias, self.stride, padding, self.dilation,
-                                            self.groups, crop, size)
-            oh, ow = up.shape[-2:]
-            top, left = (skip.shape[-2] - oh) // 2, (skip.shape[-1] - ow) // 2
-            return torch.cat([skip[..., top:top + oh, left:left + ow], up], dim=-3)
-        return ops.conv_transpose2d_crop_cat(input, self.weight, self.bias, skip, self.stride, padding,
-                                             self.dilation, self.groups, crop, size)
+        return _up_concat_layer(input, skip, self.weight, self.bias, crop_size, self.kernel_size, self.stride,
+                                self.padding, self.output_padding, self.dilation, self.groups, self.crop,
+                                self.crop_size, self.reference)
 
 
 def _conv_transpose_then_slice(input, weight, bias, stride, padding, dilation, groups, crop, size):
@@ -159,3 +107,82 @@ def _conv_transpose_then_slice(input, weight, bias, stride, padding, dilation, g
     y = F.conv_transpose2d(input, weight, bias, stride, padding, 0, groups, dilation)
     top, left = crop
     return y[..., top:top + size[0], left:left + size[1]]
+
+
+# The layers' forwards as module-level functions: the crop geometry is computed from the input's
+# shape in Python, which a torch.fx Proxy cannot feed, so torch.fx.symbolic_trace records each
+# forward as one call (as torchvision does for its ops); torch.compile and torch.export trace
+# through them as through any function.
+def _frame(input: torch.Tensor, output_size: Optional[Sequence[int]], crop_size: Optional[Sequence[int]],
+           kernel_size, stride, padding, output_padding, dilation, crop, ctor_size):
+    """(padding, crop, size, extra) for ops.conv_transpose2d_crop; `crop_size` overrides the
+    constructor's `output_size` (`ctor_size`) for one call."""
+    input_hw = input.shape[-2:]
+    if output_size is not None:  # nn.ConvTranspose2d.forward's output_size picks output_padding
+        # (its `self` is only read when output_size is None)
+        out_pad = nn.ConvTranspose2d._output_padding(None, input, list(output_size), list(stride), list(padding),
+                                                     list(kernel_size), 2, list(dilation))
+    else:
+        out_pad = output_padding
+    full = ops.conv_transpose_full_size(input_hw, kernel_size, stride, padding, dilation)
+    if crop_size is not None:
+        size = pair(tuple(crop_size)[-2:], "ConvTranspose2dCrop", "crop_size", minimum=0)
+    elif ctor_size is not None:
+        size = ctor_size
+    else:
+        size = tuple(full[i] + out_pad[i] - crop[i] for i in range(2))
+    if all(crop[i] + size[i] <= full[i] for i in range(2)):
+        return tuple(padding), crop, size, (0, 0)
+    # Past the padded frame (output_padding): the same window in the unpadded frame, and
+    # beyond that frame (where no tap lands: the bias only) `extra` rows/columns.
+    crop0 = tuple(crop[i] + padding[i] for i in range(2))
+    full0 = ops.conv_transpose_full_size(input_hw, kernel_size, stride, (0, 0), dilation)
+    inside = tuple(max(0, min(size[i], full0[i] - crop0[i])) for i in range(2))
+    return (0, 0), crop0, inside, (size[0] - inside[0], size[1] - inside[1])
+
+
+@torch.fx.wrap
+def _conv_transpose2d_crop_layer(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                                 output_size: Optional[Sequence[int]], crop_size: Optional[Sequence[int]],
+                                 kernel_size, stride, padding, output_padding, dilation, groups: int, crop,
+                                 ctor_size, reference: bool) -> torch.Tensor:
+    """ConvTranspose2dCrop.forward: fastseg's op, or with `reference` F.conv_transpose2d and slicing."""
+    padding, crop, size, extra = _frame(input, output_size, crop_size, kernel_size, stride, padding, output_padding,
+                                        dilation, crop, ctor_size)
+    fn = _conv_transpose_then_slice if reference else ops.conv_transpose2d_crop
+    y = fn(input, weight, bias, stride, padding, dilation, groups, crop, size)
+    if extra != (0, 0):
+        y = F.pad(y, (0, extra[1], 0, extra[0]))
+        if bias is not None:
+            beyond = torch.ones(y.shape[-2:], dtype=y.dtype, device=y.device)
+            beyond[:size[0], :size[1]] = 0
+            y = y + bias.view(-1, 1, 1) * beyond
+    return y
+
+
+@torch.fx.wrap
+def _up_concat_layer(input: torch.Tensor, skip: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                     crop_size: Optional[Sequence[int]], kernel_size, stride, padding, output_padding, dilation,
+                     groups: int, crop, ctor_size, reference: bool) -> torch.Tensor:
+    """UpConcat.forward: fastseg's fused op, or with `reference` F.conv_transpose2d, slicing and torch.cat."""
+    padding, crop, size, extra = _frame(input, None, crop_size, kernel_size, stride, padding, output_padding,
+                                        dilation, crop, ctor_size)
+    if extra != (0, 0):
+        raise ValueError(f"fastseg.UpConcat: crop_size {tuple(size)} exceeds the up-convolution's output")
+    if reference:
+        up = _conv_transpose_then_slice(input, weight, bias, stride, padding, dilation, groups, crop, size)
+        oh, ow = up.shape[-2:]
+        top, left = (skip.shape[-2] - oh) // 2, (skip.shape[-1] - ow) // 2
+        return torch.cat([skip[..., top:top + oh, left:left + ow], up], dim=-3)
+    return ops.conv_transpose2d_crop_cat(input, weight, bias, skip, stride, padding, dilation, groups, crop, size)
+
+
+@torch.fx.wrap
+def _bilinear_upsample2d_layer(input: torch.Tensor, weight: torch.Tensor, channels: int, factor: int, crop,
+                               crop_size: Optional[Sequence[int]], reference: bool) -> torch.Tensor:
+    """BilinearUpsample2d.forward (the default crop and size: the centred factor x upsampling)."""
+    size = crop_size
+    if size is None and crop == (factor // 2,) * 2:
+        size = (input.shape[-2] * factor, input.shape[-1] * factor)
+    fn = _conv_transpose_then_slice if reference else ops.conv_transpose2d_crop
+    return fn(input, weight.to(input.dtype), None, factor, 0, 1, channels, crop, size)

@@ -3,10 +3,12 @@
 import torch
 from torch import nn
 
-from .. import reference as _reference
 from ..ops.nms import batched_nms as _batched_nms_op
+from ..reference import batched_nms as _batched_nms_ref
 
-torch.fx.wrap("_batched_nms_op")  # one node under torch.fx.symbolic_trace
+# One node each under torch.fx.symbolic_trace.
+torch.fx.wrap("_batched_nms_op")
+torch.fx.wrap("_batched_nms_ref")
 
 
 class BatchedNMS(nn.Module):
@@ -20,7 +22,7 @@ class BatchedNMS(nn.Module):
 
     def forward(self, boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor) -> torch.Tensor:
         if self.reference:
-            return _reference.batched_nms(boxes, scores, idxs, self.iou_threshold)
+            return _batched_nms_ref(boxes, scores, idxs, self.iou_threshold)
         return _batched_nms_op(boxes, scores, idxs, self.iou_threshold)
 
     def extra_repr(self) -> str:

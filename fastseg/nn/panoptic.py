@@ -5,8 +5,12 @@ from typing import Any, Sequence, Tuple
 import torch
 from torch import nn
 
-from .. import reference as _reference
 from ..ops.panoptic import panoptic_fusion_efficientps as _efficientps_op
+from ..reference import panoptic_fusion_efficientps as _efficientps_ref
+
+# One node under torch.fx.symbolic_trace (its output is Python data when segments_format='info').
+torch.fx.wrap("_efficientps_op")
+torch.fx.wrap("_efficientps_ref")
 
 
 class PanopticFusionEfficientPS(nn.Module):
@@ -28,7 +32,7 @@ class PanopticFusionEfficientPS(nn.Module):
 
     def forward(self, semantic_logits: torch.Tensor, mask_logits: torch.Tensor, boxes: torch.Tensor,
                 scores: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, Any]:
-        fn = _reference.panoptic_fusion_efficientps if self.reference else _efficientps_op
+        fn = _efficientps_ref if self.reference else _efficientps_op
         return fn(semantic_logits, mask_logits, boxes, scores, labels, self.stuff_ids,
                   score_threshold=self.score_threshold, overlap_threshold=self.overlap_threshold,
                   stuff_area_threshold=self.stuff_area_threshold, pasted=False, segments_format=self.segments_format)

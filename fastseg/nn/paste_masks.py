@@ -5,12 +5,14 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .. import reference as _reference
 from ..ops.paste_masks import paste_masks as _paste_masks_op, paste_masks_in_image as _paste_masks_in_image_op
+from ..reference import paste_masks as _paste_masks_ref, paste_masks_in_image as _paste_masks_in_image_ref
 
 # One node each under torch.fx.symbolic_trace.
 torch.fx.wrap("_paste_masks_op")
 torch.fx.wrap("_paste_masks_in_image_op")
+torch.fx.wrap("_paste_masks_ref")
+torch.fx.wrap("_paste_masks_in_image_ref")
 
 
 class PasteMasksInImage(nn.Module):
@@ -24,7 +26,7 @@ class PasteMasksInImage(nn.Module):
 
     def forward(self, masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
         if self.reference:
-            return _reference.paste_masks_in_image(masks, boxes, image_size, self.padding)
+            return _paste_masks_in_image_ref(masks, boxes, image_size, self.padding)
         return _paste_masks_in_image_op(masks, boxes, image_size, self.padding)
 
     def extra_repr(self) -> str:
@@ -42,7 +44,7 @@ class PasteMasks(nn.Module):
 
     def forward(self, masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
         if self.reference:
-            return _reference.paste_masks(masks, boxes, image_size, self.threshold)
+            return _paste_masks_ref(masks, boxes, image_size, self.threshold)
         return _paste_masks_op(masks, boxes, image_size, self.threshold)
 
     def extra_repr(self) -> str:

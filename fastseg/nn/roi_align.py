@@ -5,13 +5,14 @@ from typing import Dict, List, Tuple, Union
 import torch
 from torch import nn
 
-from .. import reference as _reference
 from ..ops._utils import IntPair
 from ..ops.roi_align import multi_scale_roi_align as _multi_scale_roi_align_op, roi_align as _roi_align_op
+from ..reference import multi_scale_roi_align as _multi_scale_roi_align_ref, roi_align as _roi_align_ref
 
 # torch.fx.symbolic_trace records these calls as single nodes (as torchvision does for its ops):
 # feature-extraction and quantization tools trace models that contain these layers.
 torch.fx.wrap("_roi_align_op")
+torch.fx.wrap("_roi_align_ref")
 
 
 @torch.fx.wrap
@@ -23,6 +24,17 @@ def _multi_scale_roi_align_layer(x: Dict[str, torch.Tensor], boxes: List[torch.T
     features = [v for k, v in x.items() if k in featmap_names]
     return _multi_scale_roi_align_op(features, boxes, image_shapes, output_size, sampling_ratio, canonical_scale,
                                      canonical_level)
+
+
+@torch.fx.wrap
+def _multi_scale_roi_align_reference_layer(x: Dict[str, torch.Tensor], boxes: List[torch.Tensor],
+                                           image_shapes: List[Tuple[int, int]], featmap_names: List[str],
+                                           output_size, sampling_ratio: int, canonical_scale: int,
+                                           canonical_level: int) -> torch.Tensor:
+    """MultiScaleRoIAlign's forward in reference mode, one call under fx like the op's."""
+    features = [v for k, v in x.items() if k in featmap_names]
+    return _multi_scale_roi_align_ref(features, boxes, image_shapes, output_size, sampling_ratio, canonical_scale,
+                                      canonical_level)
 
 
 class RoIAlign(nn.Module):
@@ -38,8 +50,8 @@ class RoIAlign(nn.Module):
 
     def forward(self, input: torch.Tensor, rois: Union[torch.Tensor, List[torch.Tensor]]) -> torch.Tensor:
         if self.reference:
-            return _reference.roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio,
-                                        self.aligned)
+            return _roi_align_ref(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio,
+                                  self.aligned)
         return _roi_align_op(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
     def extra_repr(self) -> str:
@@ -65,9 +77,9 @@ class MultiScaleRoIAlign(nn.Module):
     def forward(self, x: Dict[str, torch.Tensor], boxes: List[torch.Tensor],
                 image_shapes: List[Tuple[int, int]]) -> torch.Tensor:
         if self.reference:
-            features = [v for k, v in x.items() if k in self.featmap_names]
-            return _reference.multi_scale_roi_align(features, boxes, image_shapes, self.output_size,
-                                                    self.sampling_ratio, self.canonical_scale, self.canonical_level)
+            return _multi_scale_roi_align_reference_layer(x, boxes, image_shapes, self.featmap_names,
+                                                          self.output_size, self.sampling_ratio,
+                                                          self.canonical_scale, self.canonical_level)
         return _multi_scale_roi_align_layer(x, boxes, image_shapes, self.featmap_names, self.output_size,
                                             self.sampling_ratio, self.canonical_scale, self.canonical_level)
 

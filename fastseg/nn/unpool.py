@@ -25,6 +25,16 @@ for _name in ("_max_pool2d_compact_op", "_max_unpool2d_op", "_max_unpool2d_compa
     torch.fx.wrap(_name)
 
 
+@torch.fx.wrap
+def _unpool_bed_of_nails2d_reference(input: torch.Tensor, scale_factor: IntPair) -> torch.Tensor:
+    """UnpoolBedOfNails2d in reference mode (its output size comes from the input's shape: one
+    call under fx, like the op)."""
+    sh, sw = pair(scale_factor, "UnpoolBedOfNails2d", "scale_factor", minimum=1)
+    out = input.new_zeros(*input.shape[:-2], input.shape[-2] * sh, input.shape[-1] * sw)
+    out[..., ::sh, ::sw] = input
+    return out
+
+
 class _PoolGeometry(nn.Module):
     def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0):
         super().__init__()
@@ -102,8 +112,5 @@ class UnpoolBedOfNails2d(_ScaleUnpool):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.reference:
-            sh, sw = pair(self.scale_factor, "UnpoolBedOfNails2d", "scale_factor", minimum=1)
-            out = input.new_zeros(*input.shape[:-2], input.shape[-2] * sh, input.shape[-1] * sw)
-            out[..., ::sh, ::sw] = input
-            return out
+            return _unpool_bed_of_nails2d_reference(input, self.scale_factor)
         return _unpool_bed_of_nails2d_op(input, self.scale_factor)
