@@ -24,7 +24,7 @@ UNPOOL_OPS = (
     "unpool_bed_of_nails2d", "unpool_bed_of_nails2d_backward",
 )
 
-#: The schemas the issue specifies (argument names and types are part of the public API).
+#: The public schemas (docs/design.md §2, §5; argument names and types are part of the public API).
 SCHEMAS = {
     "max_unpool2d": "fastseg::max_unpool2d(Tensor input, Tensor indices, int[2] kernel_size, int[2] stride, "
                     "int[2] padding, SymInt[2] output_size) -> Tensor",

@@ -1,4 +1,4 @@
-"""Transpose convolution + crop (DESIGN.md §5.2): conv_transpose2d_crop (functional and out=),
+"""Transpose convolution + crop (docs/design.md §5.2): conv_transpose2d_crop (functional and out=),
 conv_transpose2d_crop_cat, bilinear_upsample_weight and the layers.
 
 Expectations come from PyTorch (F.conv_transpose2d in float64, then the slice; torch.cat) and

@@ -1,4 +1,4 @@
-"""NMS and batched NMS (DESIGN.md §5.3): identical index lists to torchvision (when importable)
+"""NMS and batched NMS (docs/design.md §5.4): identical index lists to torchvision (when importable)
 and to fastseg.reference, for both kernel strategies (greedy, bitmask: the body CUDA runs),
 on random boxes with many overlaps, duplicates, degenerate boxes, exact score ties and IoUs
 exactly at the threshold. >= 500 generated inputs per op, and bad inputs run in a subprocess."""

@@ -1,4 +1,4 @@
-"""Panoptic fusion (DESIGN.md §5.4): the Panoptic FPN heuristic and the EfficientPS fusion equal
+"""Panoptic fusion (docs/design.md §5.6): the Panoptic FPN heuristic and the EfficientPS fusion equal
 the literal loops of fastseg.reference.panoptic_fusion on random scenes (overlapping, nested,
 empty, degenerate and out-of-image boxes, empty masks, score ties, everything under the score
 threshold, K = 0, one-pixel images, every dtype, non-contiguous inputs), both instance-mask

@@ -1,4 +1,4 @@
-"""Mask pasting (DESIGN.md §5.3): paste_masks equals detectron2's grid_sample paste
+"""Mask pasting (docs/design.md §5.5): paste_masks equals detectron2's grid_sample paste
 (fastseg.reference.paste_masks) on random masks and boxes: boxes partly or wholly outside the
 image, degenerate and huge boxes, non-square masks, every dtype, non-contiguous masks, bool and
 float outputs. >= 500 generated inputs; bad inputs in a subprocess."""

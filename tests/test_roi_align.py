@@ -1,4 +1,4 @@
-"""RoIAlign (DESIGN.md §5.3): same results as torchvision.ops.roi_align (when importable) and
+"""RoIAlign (docs/design.md §5.3): same results as torchvision.ops.roi_align (when importable) and
 fastseg.reference, forward and backward, on random inputs: boxes partly or wholly outside the
 map, degenerate and huge boxes, aligned both ways, sampling_ratio -1/0/1/2/4, spatial scales,
 the list-of-boxes form, empty box sets, every dtype, channels-last; both CPU kernel forms (the

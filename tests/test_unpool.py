@@ -1,5 +1,5 @@
 """Unpooling family: max_unpool2d, max_pool2d_compact / max_unpool2d_compact, unpool_nearest2d,
-unpool_bed_of_nails2d (DESIGN.md §5.1).
+unpool_bed_of_nails2d (docs/design.md §5.1).
 
 Expectations come from PyTorch (F.max_unpool2d, F.max_pool2d, F.interpolate) and from
 fastseg.reference; see unpool_cases.py for the per-op checks. Generated inputs (>= 500 per op,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one call (DESIGN.md §3), for an H100/H200 machine with torch
+# Everything that needs a GPU, in one call (docs/design.md §1), for an H100/H200 machine with torch
 # 2.11+cu130, nvcc and compute-sanitizer and no internet:
 #
 #   info        nvidia-smi, versions, missing Python packages
@@ -26,8 +26,8 @@
 # bench-results.tar.gz (this run's benchmarks/results/<device>/ files: JSON, markdown, PNG).
 # Benchmark results are also left under benchmarks/results/<device>/ as usual.
 #
-# Missing Python packages (the machine has no internet) travel as wheels in .whl/ (see
-# /work/.library/device/README.md): they are installed into /tmp/site and put on PYTHONPATH.
+# Missing Python packages (the machine has no internet) travel as wheels in .whl/: they are
+# installed into /tmp/site and put on PYTHONPATH.
 # Knobs: PYTHON (default python3), GPU_VERIFY_SANITIZE_ARGS (pytest arguments of the sanitizer
 # subset), GPU_VERIFY_TEST_ARGS (extra pytest arguments for the whole suite).
 set -uo pipefail

@@ -1,4 +1,4 @@
-"""Panoptic fusion: the Panoptic FPN heuristic and the EfficientPS fusion (DESIGN.md §5.4).
+"""Panoptic fusion: the Panoptic FPN heuristic and the EfficientPS fusion (docs/design.md §5.6).
 
 Both return `(panoptic, segments_info)`: `panoptic` an int32 [H, W] map (0 = void, segments
 numbered from 1 in creation order), `segments_info` a list of

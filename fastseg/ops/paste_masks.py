@@ -1,6 +1,6 @@
 """Mask pasting: paste_masks(masks[K,Mh,Mw], boxes[K,4], image_size, threshold=0.5).
 
-detectron2's paste (DESIGN.md §5.3): each mask is resampled bilinearly into its box at image
+detectron2's paste (docs/design.md §5.5): each mask is resampled bilinearly into its box at image
 resolution (pixel centre (x + 0.5, y + 0.5) -> mask coordinate (x + 0.5 - x1) / (x2 - x1) * M - 0.5,
 zeros outside the mask: F.grid_sample with align_corners=False). Returns bool [K, H, W]
 (value >= threshold) or, with threshold=None, the values in the masks' dtype. Only the pixels

@@ -67,7 +67,7 @@ def boxes_to_rois(boxes: Union[torch.Tensor, Sequence[torch.Tensor]], op: str = 
 def roi_align(input: torch.Tensor, boxes: Union[torch.Tensor, List[torch.Tensor]], output_size: IntPair,
               spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """Drop-in for `torchvision.ops.roi_align`: [K, C, output_size] bins, each the average of
-    bilinear samples of its roi (see DESIGN.md §5.3)."""
+    bilinear samples of its roi (see docs/design.md §5.3)."""
     _loader.require_ops()
     op = "roi_align"
     if not isinstance(input, torch.Tensor):

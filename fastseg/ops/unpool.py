@@ -21,7 +21,7 @@ __all__ = [
     "unpool_bed_of_nails2d",
 ]  # unpool_output_size and pool_output_size are shape helpers, not public API
 
-MAX_COMPACT_WINDOW = 255  # offsets are uint8; the issue caps windows at 255 elements
+MAX_COMPACT_WINDOW = 255  # offsets are uint8: windows of at most 255 elements (docs/design.md §5.1)
 
 _FAKES = []
 

@@ -1,4 +1,4 @@
-"""Plain-PyTorch panoptic fusion: loops that follow the issue's text (DESIGN.md §5.4) literally,
+"""Plain-PyTorch panoptic fusion: loops that follow docs/design.md §5.6 literally,
 one full-image boolean mask per instance. The independent reference for tests and the baseline
 of the benchmarks. Masks are always pasted first (`paste_masks` of this package's reference), so
 the unpasted form costs a K x H x W tensor here; that is the point of the kernels.
@@ -82,7 +82,7 @@ def panoptic_fusion_efficientps(semantic_logits: torch.Tensor, mask_logits: torc
                                 score_threshold: float = 0.5, overlap_threshold: float = 0.5,
                                 stuff_area_threshold: int = 2048, pasted: Optional[bool] = None,
                                 segments_format: str = "info"):
-    """The EfficientPS fusion (Mohan & Valada, IJCV 2021), as the issue states it."""
+    """The EfficientPS fusion (Mohan & Valada, IJCV 2021), as docs/design.md §5.6 states it."""
     def result(panoptic, segments, rows):
         if segments_format == "tensor":  # (instance index or -1, category id, area), as the op's
             return panoptic, torch.tensor(rows, dtype=torch.int64).view(-1, 3)

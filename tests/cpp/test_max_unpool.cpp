@@ -99,7 +99,7 @@ void run_case(const c10::TypedOperatorHandle<MaxUnpool2dFn>& op, const Case& c,
   }
 }
 
-// Out-of-range indices must raise (DESIGN.md §5.1), never write out of bounds. CPU only: on CUDA
+// Out-of-range indices must raise (docs/design.md §5.1), never write out of bounds. CPU only: on CUDA
 // a device-side assert would poison the context for the rest of the program.
 void check_bad_indices(const c10::TypedOperatorHandle<MaxUnpool2dFn>& op) {
   const std::vector<int64_t> size = {8, 8};

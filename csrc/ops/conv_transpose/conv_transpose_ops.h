@@ -2,10 +2,10 @@
 // written once for both backends. `Backend` (CpuBackend / CudaBackend) only maps the bodies of
 // conv_transpose.h onto threads; the GEMMs are ATen's (MKL/OpenBLAS on CPU, cuBLAS on CUDA).
 //
-// Strategies (DESIGN.md §5.2), chosen by shape in choose_strategy():
+// Strategies (docs/design.md §5.2), chosen by shape in choose_strategy():
 // - direct: DirectGather per output element. Few input channels per group (depthwise, bilinear
 //   upsampling) or dilation > 1 with stride > 1.
-// - phase GEMM, for dilation 1 (covers the (b) k == s and (c) general cases): with
+// - phase GEMM, for dilation 1 (covers k == s and the other multiples of s): with
 //   z = q*s + r, output phase r of a stride-s transpose conv is an ordinary correlation of the
 //   input with the taps r, r+s, r+2s, ... So all s_h*s_w phases are ONE GEMM
 //     P[(ry, rx, co), q] = Wp[(ry, rx, co), (ci, ty, tx)] * cols[(ci, ty, tx), q]

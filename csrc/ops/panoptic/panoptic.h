@@ -1,4 +1,4 @@
-// Panoptic fusion: the per-pixel math shared by the CPU and CUDA kernels (DESIGN.md §5.4).
+// Panoptic fusion: the per-pixel math shared by the CPU and CUDA kernels (docs/design.md §5.6).
 //
 // Both fusions walk the instances one at a time in decreasing score order; each step is two
 // passes over the instance's pixel rectangle (a Region): CountOverlap sums the instance's mask
