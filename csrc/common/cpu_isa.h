@@ -12,9 +12,13 @@
 // through torch.ops.fastseg_testing.set_cpu_isa (fastseg.testing.strategy(cpu_isa=...)) to run
 // every form on one machine; comparison runs cap it to AVX2 (benchmarks/README.md).
 //
-// "avx512" means AVX-512 F, BW, VL and DQ (x86-64-v4 less CD): GCC's 64-bit lane compares and
-// masks for the index loops. nvcc never sees the target attributes: under __CUDACC__ (and off
-// x86-64 or GCC/Clang) fastest_isa(f) is f().
+// "avx512" means AVX-512 F, BW, VL and DQ (x86-64-v4 less CD): mask-register compares and
+// selects, two-table permutes (the stride-2 loads), 64-bit unsigned min, byte-masked stores. Its
+// vectors are 256 bits wide (prefer-vector-width=256, as GCC tunes for AVX-512 CPUs): measured on
+// Zen 4 (whose 512-bit ops are two 256-bit halves), zmm vectors were no faster for the unpooling
+// loops and 35% slower for the compact pooling rows, whose 64-window vectors left most of a
+// 240-window row to the scalar remainder. nvcc never sees the target attributes: under __CUDACC__
+// (and off x86-64 or GCC/Clang) fastest_isa(f) is f().
 #pragma once
 
 #include <atomic>
@@ -59,7 +63,7 @@ __attribute__((target("avx2"))) auto run_avx2(const F& f) {
 }
 
 template <typename F>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) auto run_avx512(const F& f) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=256"))) auto run_avx512(const F& f) {
   return f();
 }
 #else
