@@ -72,6 +72,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if device.type == "cpu" and load and load[0] > 0.5 * (dev.get("cores") or 1):
         print(f"warning: load average {load[0]:.2f} on {dev.get('cores')} cores: other processes are using the "
               "CPU, timings will be noisy", flush=True)
+    isa = env.get("cpu_isa") or {}
+    if device.type == "cpu" and isa.get("in_effect"):
+        print(f"fastseg CPU loops: {isa['in_effect']} (cap {isa['cap']}, the CPU has {isa['supported']})", flush=True)
     if not env["fastseg_ops"]:
         print(f"warning: fastseg ops unavailable ({env['fastseg_unavailable_reason']}); timing baselines only",
               flush=True)

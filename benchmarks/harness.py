@@ -309,6 +309,20 @@ def _load_average() -> Optional[List[float]]:
         return None
 
 
+def cpu_isa_info() -> Dict[str, Any]:
+    """The instruction set of fastseg's vectorised CPU loops (what the CPU supports, the cap, the
+    level in effect) and the caps of the libraries the baselines use, as set in the environment."""
+    info: Dict[str, Any] = {v: os.environ.get(v) for v in ("FASTSEG_CPU_ISA", "ONEDNN_MAX_CPU_ISA",
+                                                            "MKL_ENABLE_INSTRUCTIONS")}
+    try:
+        import fastseg.testing
+        info.update(supported=fastseg.testing.cpu_isa_supported(), cap=fastseg.testing.current()["cpu_isa"],
+                    in_effect=fastseg.testing.cpu_isa_in_effect())
+    except RuntimeError as e:  # no extension, an older one, or a bad FASTSEG_CPU_ISA (the ops raise too)
+        info["error"] = str(e)
+    return info
+
+
 def environment(device: torch.device) -> Dict[str, Any]:
     info = device_info(device)
     commit, dirty = git_commit()
@@ -325,6 +339,7 @@ def environment(device: torch.device) -> Dict[str, Any]:
         "git_commit": commit,
         "git_dirty": dirty,
         "load_average": _load_average(),
+        "cpu_isa": cpu_isa_info(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }

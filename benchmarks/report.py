@@ -80,6 +80,13 @@ def markdown(doc: Dict[str, Any]) -> str:
         + ("" if doc.get("fastseg_ops") else f" (**compiled ops unavailable**: {doc.get('fastseg_unavailable_reason')})")
         + f", threads {doc['num_threads']}, {doc['date']}, commit {commit_txt}",
         f"- command: `{doc.get('command', '')}`; wall time {doc.get('wall_s', 0):.0f} s{load_txt}",
+    ]
+    isa = doc.get("cpu_isa") or {}
+    if dev.get("type") == "cpu" and isa.get("in_effect"):
+        caps = [f"{v}={isa[v]}" for v in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if isa.get(v)]
+        lines.append(f"- fastseg CPU loops: {isa['in_effect']} (cap {isa.get('cap')}, the CPU has "
+                     f"{isa.get('supported')})" + (f"; baselines capped: {', '.join(caps)}" if caps else ""))
+    lines += [
         "",
         "Times are per call (ms): median, interquartile range and minimum over n samples. "
         "ratio = baseline median / fastseg median (> 1: fastseg is faster); on a roofline row it is "

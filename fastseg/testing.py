@@ -2,17 +2,18 @@
 
 Several ops have more than one kernel for the same result: transpose convolution's strategies,
 NMS's greedy loop and the suppression bitmask CUDA runs, RoIAlign's backward bodies, and the CPU's
-whole-row forms next to the per-element bodies the GPU runs. The tests run every path and compare
-them; benchmarks time each. The switches are dispatcher ops in their own namespace,
-``torch.ops.fastseg_testing.*``, not part of the public ``torch.ops.fastseg`` API, and this module
-is their Python interface::
+whole-row forms next to the per-element bodies the GPU runs, themselves compiled for several
+instruction sets. The tests run every path and compare them; benchmarks time each. The switches
+are dispatcher ops in their own namespace, ``torch.ops.fastseg_testing.*``, not part of the public
+``torch.ops.fastseg`` API, and this module is their Python interface::
 
     import fastseg.testing
 
     with fastseg.testing.strategy(conv_transpose="gemm", cpu_row_kernels=False):
         y = fastseg.ops.conv_transpose2d_crop(...)
 
-Settings and their choices (:data:`SETTINGS`; the first is the default)::
+Settings and their choices (:data:`SETTINGS`; the first is the default, for ``cpu_isa`` unless
+``FASTSEG_CPU_ISA`` is set)::
 
     conv_transpose      "auto"     by shape (csrc/ops/conv_transpose/conv_transpose_ops.h)
                         "direct"   a gather per output element
@@ -29,6 +30,21 @@ Settings and their choices (:data:`SETTINGS`; the first is the default)::
                         "scatter"  one task per grad element scattering with atomic adds
     cpu_row_kernels     True       the CPU's whole-row / whole-plane forms where an op has them
                         False      the per-element bodies everywhere, as CUDA runs them
+    cpu_isa             "auto"     no cap: the best instruction set this CPU supports
+                        "avx512"   at most AVX-512 (F, BW, VL, DQ) for the vectorised CPU loops
+                        "avx2"     at most AVX2
+                        "baseline" the loops as compiled for baseline x86-64 (SSE2)
+
+``cpu_isa`` caps the instruction set of the CPU loops that are compiled in several forms and
+chosen at run time (the unpooling row kernels, csrc/common/cpu_isa.h): the form that runs is
+``min(cpu_isa_supported(), cap)``, so a cap above what the CPU has runs the best it has, and
+:func:`cpu_isa_in_effect` tells which runs. Its initial value is not "auto" but the environment
+variable ``FASTSEG_CPU_ISA`` (``avx512``, ``avx2``, ``baseline``; unset, empty or ``auto``: no
+cap), read once, at the first call of an op that uses those loops or of this setting; any other
+value raises ``RuntimeError`` there, naming the variable and the allowed values. Comparison runs
+cap both sides, e.g. ``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FASTSEG_CPU_ISA=avx2
+python -m benchmarks ...`` (benchmarks/README.md); tests run every form on one AVX-512 machine
+with ``strategy(cpu_isa=...)``.
 
 :func:`strategy` sets the given settings on entry and restores the previous values on exit, also
 when the block raises; settings not named keep their value. It validates everything before it
@@ -37,7 +53,9 @@ build without the switches (no compiled extension, or one older than this module
 ``RuntimeError`` when :func:`strategy` is called, which tests can turn into a skip.
 
 The switches are process-wide (C++ atomics), not per thread: do not flip them while another
-thread runs the ops. :func:`current` returns the settings in force.
+thread runs the ops. :func:`current` returns the settings in force (for ``cpu_isa`` the cap,
+``"auto"`` for none); :func:`cpu_isa_supported` and :func:`cpu_isa_in_effect` the instruction sets
+this CPU has and the CPU loops use.
 """
 from __future__ import annotations
 
@@ -48,7 +66,7 @@ import torch
 
 from . import _loader
 
-__all__ = ["SETTINGS", "strategy", "current"]
+__all__ = ["SETTINGS", "CPU_ISA_LEVELS", "strategy", "current", "cpu_isa_supported", "cpu_isa_in_effect"]
 
 #: Each setting's choices, in the order of the C++ switch's integers (0 first, the default).
 #: cpu_row_kernels is a bool (True, the default, first).
@@ -57,7 +75,11 @@ SETTINGS: Dict[str, Tuple[Any, ...]] = {
     "nms": ("auto", "greedy", "bitmask"),
     "roi_align_backward": ("auto", "plane", "scatter"),
     "cpu_row_kernels": (True, False),
+    "cpu_isa": ("auto", "avx512", "avx2", "baseline"),
 }
+
+#: The instruction-set levels, lowest first (cpu_isa_supported() / cpu_isa_in_effect() values).
+CPU_ISA_LEVELS: Tuple[str, ...] = ("baseline", "avx2", "avx512")
 
 _NAMESPACE = "fastseg_testing"
 
@@ -98,10 +120,24 @@ def _set(setting: str, raw: Union[int, bool]) -> Union[int, bool]:
 
 
 def current() -> Dict[str, Any]:
-    """The settings in force, by name, e.g. ``{"conv_transpose": "auto", ..., "cpu_row_kernels": True}``."""
+    """The settings in force, by name, e.g. ``{"conv_transpose": "auto", ..., "cpu_isa": "auto"}``."""
     _require_switches()
     ns = getattr(torch.ops, _NAMESPACE)
     return {s: _decode(s, getattr(ns, f"get_{s}")()) for s in SETTINGS}
+
+
+def cpu_isa_supported() -> str:
+    """The best instruction set this CPU (and OS) supports for fastseg's vectorised CPU loops:
+    ``"avx512"``, ``"avx2"`` or ``"baseline"`` (always ``"baseline"`` off x86-64)."""
+    _require_switches()
+    return str(getattr(torch.ops, _NAMESPACE).cpu_isa_supported())
+
+
+def cpu_isa_in_effect() -> str:
+    """The instruction set fastseg's vectorised CPU loops run with now: the lower of
+    :func:`cpu_isa_supported` and the ``cpu_isa`` cap (``FASTSEG_CPU_ISA`` or :func:`strategy`)."""
+    _require_switches()
+    return str(getattr(torch.ops, _NAMESPACE).cpu_isa_in_effect())
 
 
 class strategy(contextlib.ContextDecorator):  # noqa: N801 (used like a function)

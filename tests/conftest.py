@@ -25,6 +25,14 @@ def kernel_form(request, device):
         yield request.param
 
 
+@pytest.fixture(params=helpers.cpu_isa_params())
+def cpu_isa(request):
+    """The CPU loops' instruction set ("avx512", "avx2", "baseline"; see helpers.cpu_isa), in
+    effect during the test; skipped where this CPU lacks it."""
+    with helpers.cpu_isa(request.param):
+        yield request.param
+
+
 @pytest.fixture(params=helpers.DTYPES, ids=helpers.dtype_id)
 def dtype(request) -> torch.dtype:
     return request.param

@@ -5,6 +5,8 @@ What lives here (each op family's test file reuses all of it):
 - devices: `devices()`, `DEVICES`, `device_params()`; the `device` fixture in conftest.py.
 - dtypes: `DTYPES`, `LOW_PRECISION`, `tol(dtype)`.
 - shapes and layouts: `random_nchw`, `SHAPES`, `LAYOUTS`, `make_layout`, `assert_memory_format`.
+- kernel paths: `strategy`, `KERNEL_FORMS` / `cpu_kernel_form` (the `kernel_form` fixture),
+  `CPU_ISAS` / `cpu_isa` (the `cpu_isa` fixture: every instruction set of the CPU row loops).
 - comparison: `assert_same` (bit-exact, NaN == NaN), `assert_close_tol`.
 - PyTorch machinery: `run_opcheck`, `check_compile`, `check_export`.
 - crash-safe error checks: `raises_in_subprocess`, `BadCase`, `run_cases_in_subprocess`,
@@ -255,6 +257,49 @@ def kernel_form_or_skip(device: str, form: str):
     if device != "cpu" and form == "row":
         pytest.skip("the row kernel form is CPU-only")
     return cpu_kernel_form(form) if device == "cpu" else contextlib.nullcontext()
+
+
+#: The instruction sets the CPU loops compiled in several forms run with (fastseg.testing's
+#: cpu_isa setting; csrc/common/cpu_isa.h), best first.
+CPU_ISAS: Tuple[str, ...] = ("avx512", "avx2", "baseline")
+
+
+def _cpu_isa_supported() -> Optional[str]:
+    try:
+        return fastseg.testing.cpu_isa_supported()
+    except RuntimeError:  # no extension, or one without the switch: the tests skip in strategy()
+        return None
+
+
+#: What this CPU supports ("avx512", "avx2", "baseline"; None without the switch).
+CPU_ISA_SUPPORTED: Optional[str] = _cpu_isa_supported()
+
+
+def cpu_isa_params() -> List[Any]:
+    """CPU_ISAS as pytest params, each skipped (with the reason) where this CPU lacks it: a cap
+    above what the CPU has would only run a lower form again."""
+    levels = fastseg.testing.CPU_ISA_LEVELS
+    params = []
+    for isa in CPU_ISAS:
+        lacks = CPU_ISA_SUPPORTED is not None and levels.index(isa) > levels.index(CPU_ISA_SUPPORTED)
+        params.append(pytest.param(isa, id=isa, marks=pytest.mark.skipif(
+            lacks, reason=f"this CPU lacks {isa} (it supports {CPU_ISA_SUPPORTED})")))
+    return params
+
+
+def cpu_isa(isa: str):
+    """Caps the CPU loops' instruction set at `isa` (one of CPU_ISAS), checking that it is the one
+    in effect (the params of cpu_isa_params() skip the ones this CPU lacks)."""
+    assert isa in CPU_ISAS, isa
+    ctx = strategy(cpu_isa=isa)
+
+    @contextlib.contextmanager
+    def checked():
+        with ctx:
+            assert fastseg.testing.cpu_isa_in_effect() == isa, (isa, CPU_ISA_SUPPORTED)
+            yield
+
+    return checked()
 
 
 # ----------------------------------------------------------------------------- opcheck / compile / export

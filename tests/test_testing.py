@@ -1,5 +1,7 @@
 """fastseg.testing.strategy: the one context manager for the kernel-path switches (which live in
 torch.ops.fastseg_testing, outside the public op namespace)."""
+import os
+
 import pytest
 import torch
 
@@ -10,7 +12,9 @@ import helpers
 
 pytestmark = helpers.needs_ops
 
-DEFAULTS = {"conv_transpose": "auto", "nms": "auto", "roi_align_backward": "auto", "cpu_row_kernels": True}
+# cpu_isa's default is the environment's cap (FASTSEG_CPU_ISA; unset: "auto").
+DEFAULTS = {"conv_transpose": "auto", "nms": "auto", "roi_align_backward": "auto", "cpu_row_kernels": True,
+            "cpu_isa": (os.environ.get("FASTSEG_CPU_ISA") or "auto").lower()}
 
 
 def test_defaults_and_every_choice_set_and_restored():
@@ -26,8 +30,8 @@ def test_several_settings_nested_and_restored_on_exception():
     with pytest.raises(KeyError):
         with T.strategy(conv_transpose="gemm", nms="bitmask"):
             with T.strategy(nms="greedy", roi_align_backward="scatter", cpu_row_kernels=False):
-                assert T.current() == {"conv_transpose": "gemm", "nms": "greedy", "roi_align_backward": "scatter",
-                                       "cpu_row_kernels": False}
+                assert T.current() == {**DEFAULTS, "conv_transpose": "gemm", "nms": "greedy",
+                                       "roi_align_backward": "scatter", "cpu_row_kernels": False}
                 raise KeyError("boom")
     assert T.current() == DEFAULTS
 

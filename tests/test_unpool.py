@@ -943,15 +943,16 @@ def bits(t: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dtype", DTYPE_PARAMS)
-def test_cpu_row_forms_match_element_forms_bitwise(dtype):
+def test_cpu_row_forms_match_element_forms_bitwise(dtype, cpu_isa):
     """The CPU row forms (unpool_rows_cpu.h: 2x2/s2 unpool and compact pool rows, nearest x2 and
-    its backward; the generic rows for other geometries) give the same bits as the per-element
-    bodies the GPU runs: ties, NaN, -0.0 and infinities, odd sizes, ceil-mode edge windows,
-    strided rows (the generic fallback)."""
+    its backward; the generic rows for other geometries), compiled for each instruction set
+    (cpu_isa: AVX-512, AVX2, baseline), give the same bits as the per-element bodies the GPU runs:
+    ties, NaN, -0.0 and infinities, odd sizes, ceil-mode edge windows, strided rows (the generic
+    fallback), rows long enough for several 512-bit vectors and a remainder."""
     gen = torch_gen(31)
     specials = torch.tensor([float("nan"), -0.0, 0.0, float("inf"), float("-inf"), 1.0, 1.0, 2.0])
     checked = 0
-    for h, w in ((1, 1), (2, 2), (5, 7), (8, 9), (12, 30), (7, 64)):
+    for h, w in ((1, 1), (2, 2), (5, 7), (8, 9), (12, 30), (7, 64), (4, 133)):
         x = torch.randint(0, 4, (2, 3, h, w), generator=gen).to(dtype)
         x.view(-1)[torch.randint(0, x.numel(), (x.numel() // 5 + 1,), generator=gen)] = specials[
             torch.randint(0, 8, (x.numel() // 5 + 1,), generator=gen)].to(dtype)
@@ -983,3 +984,29 @@ def test_cpu_row_forms_match_element_forms_bitwise(dtype):
                     assert_same(bits(a), bits(b))  # the bits: -0.0 and NaN payloads too
                 checked += 1
     assert checked > 100
+
+
+def test_cpu_row_forms_every_isa_vs_pytorch(cpu_isa):
+    """Each instruction set's row loops (cpu_isa) against PyTorch, bit for bit, with the row form
+    on and on several threads: 2x2/s2 unpooling of pooled indices and of indices moved out of
+    their windows (misses), compact pooling with ties, NaN and infinities, compact unpooling,
+    nearest x2 and its gradient (the block sums), bed of nails; row lengths around the vector
+    widths, odd ones included."""
+    gen = torch_gen(37)
+    with helpers.cpu_kernel_form("row"), helpers.many_threads():
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
+            for h, w in ((2, 2), (4, 15), (6, 32), (5, 67), (8, 130)):
+                x = U.tie_heavy((2, 3, h, w), dtype, "cpu", gen, nan_prob=0.05, inf_prob=0.05)
+                desc = f"cpu_isa={cpu_isa}"
+                check_max_pool2d_compact(x, 2, grad=False, desc=desc)
+                check_max_pool2d_compact(x, 2, ceil_mode=True, grad=False, desc=desc)
+                v, idx = U.pool_indices(randn((2, 3, h, w), dtype, "cpu", gen), 2, 2, 0, False)
+                check_max_unpool2d(v, idx, 2, 2, 0, (h, w), desc=desc)
+                moved = idx.clone().view(-1)
+                pick = torch.randint(0, moved.numel(), (moved.numel() // 4 + 1,), generator=gen)
+                moved[pick] = torch.randint(0, h * w, pick.shape, generator=gen)
+                check_max_unpool2d(v, moved.view(idx.shape), 2, 2, 0, (h, w), grad=False, desc=desc + " moved")
+                vc, off = R.max_pool2d_compact(x, 2)
+                check_max_unpool2d_compact(vc, off, 2, output_size=(h, w), desc=desc)
+                check_unpool_nearest2d(x, 2, desc=desc)
+                check_unpool_bed_of_nails2d(x, 2, desc=desc)

@@ -2,9 +2,10 @@
 // padding; integer scale 2), with unit strides along the row: SegNet's and DeconvNet's layers.
 // Each loop is written branch-free so that the compiler vectorises it; GCC does so only with AVX2
 // (baseline x86-64 SSE2 has no 64-bit lane compare), so on x86-64 the loops are compiled for AVX2
-// too and picked at run time (fastest_isa). Each writes what the body's operator() (unpool.h)
-// writes, which the GPU runs: the tests compare both forms (fastseg.testing.strategy(cpu_row_kernels=...))
-// and both with PyTorch.
+// and AVX-512 too and picked at run time (fastest_isa, common/cpu_isa.h; capped by FASTSEG_CPU_ISA).
+// Each writes what the body's operator() (unpool.h) writes, which the GPU runs: the tests compare
+// both forms (fastseg.testing.strategy(cpu_row_kernels=...)), under every instruction set
+// (strategy(cpu_isa=...)), and both with PyTorch.
 #pragma once
 
 #include <algorithm>
@@ -13,39 +14,11 @@
 #include <ATen/OpMathType.h>
 #include <c10/macros/Macros.h>
 
+#include "common/cpu_isa.h"  // fastest_isa, FASTSEG_INLINE_LAMBDA
 #include "common/keep_or_zero.h"
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
-#define FASTSEG_UNPOOL_AVX2 1
-#define FASTSEG_INLINE_LAMBDA __attribute__((always_inline))
-#else
-#define FASTSEG_INLINE_LAMBDA
-#endif
 
 namespace fastseg {
 namespace unpool {
-
-#ifdef FASTSEG_UNPOOL_AVX2
-// f is inlined here (its loops written C10_ALWAYS_INLINE), so it is compiled for AVX2.
-template <typename F>
-__attribute__((target("avx2"))) auto run_avx2(const F& f) {
-  return f();
-}
-
-inline bool cpu_has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
-}
-#endif
-
-// Runs f() compiled for the best instruction set this CPU has.
-template <typename F>
-inline auto fastest_isa(const F& f) {
-#ifdef FASTSEG_UNPOOL_AVX2
-  if (cpu_has_avx2()) return run_avx2(f);
-#endif
-  return f();
-}
 
 // Whether a row can take the k2 loops: the geometry, and unit strides along the row.
 inline bool k2_row(const int64_t k, const int64_t s, const int64_t p, int64_t value_stride, int64_t index_stride) {
