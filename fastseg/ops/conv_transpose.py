@@ -165,10 +165,8 @@ def bilinear_upsample_weight(channels: int, factor: int, dtype: torch.dtype = to
     """FCN's fixed bilinear upsampling filter for a transpose conv with stride `factor` and
     kernel 2*factor - factor % 2: [C, C, k, k] with the filter on the channel diagonal (FCN's
     `upscore` initialisation), or [C, 1, k, k] for groups=C when `depthwise`."""
-    if not isinstance(channels, int) or channels < 0:
-        raise ValueError(f"fastseg.bilinear_upsample_weight: channels must be an int >= 0, got {channels!r}")
-    if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"fastseg.bilinear_upsample_weight: factor must be an int >= 1, got {factor!r}")
+    channels = check_int(channels, "bilinear_upsample_weight", "channels", minimum=0)
+    factor = check_int(factor, "bilinear_upsample_weight", "factor", minimum=1)
     k = 2 * factor - factor % 2
     center = factor - 1 if k % 2 == 1 else factor - 0.5
     og = torch.arange(k, dtype=torch.float64)

@@ -3,8 +3,8 @@
 // conv_transpose.h onto threads; the GEMMs are ATen's (MKL/OpenBLAS on CPU, cuBLAS on CUDA).
 //
 // Strategies (docs/design.md §5.2), chosen by shape in choose_strategy():
-// - direct: DirectGather per output element. Few input channels per group (depthwise, bilinear
-//   upsampling) or dilation > 1 with stride > 1.
+// - direct: DirectGather per output element, when Cin/groups x taps < 16 (depthwise, bilinear
+//   upsampling), dilated or not.
 // - phase GEMM, for dilation 1 (covers k == s and the other multiples of s): with
 //   z = q*s + r, output phase r of a stride-s transpose conv is an ordinary correlation of the
 //   input with the taps r, r+s, r+2s, ... So all s_h*s_w phases are ONE GEMM
