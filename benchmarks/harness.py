@@ -243,6 +243,32 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine() or "unknown-cpu"
 
 
+def cpu_family_model() -> str:
+    """"f<family>m<model>" from /proc/cpuinfo (e.g. f25m17: AMD Zen 4), or "" where unknown."""
+    fields: Dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("cpu family", "model") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break
+    except OSError:
+        return ""
+    if "cpu family" in fields and fields.get("model", "").isdigit():
+        return f"f{fields['cpu family']}m{fields['model']}"
+    return ""
+
+
+def cpu_isa_label() -> str:
+    """The vector ISA this run's fastseg loops use ("avx512", "avx2", "baseline"; FASTSEG_CPU_ISA
+    caps it), for the results directory's name; "" where unknown."""
+    info = cpu_isa_info()
+    return info.get("in_effect", "") if "error" not in info else ""
+
+
 def cpu_core_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -272,9 +298,12 @@ def device_info(device: torch.device) -> DeviceInfo:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         return DeviceInfo("cuda", name, slugify(name), None, peak_bandwidth_gbps(name))
+    # The directory names the CPU: vendor/model, family and model number, the ISA in effect (an
+    # AVX2-capped run on an AVX-512 machine gets its own directory) and the cores.
     name = cpu_model_name()
     cores = cpu_core_count()
-    return DeviceInfo("cpu", name, f"cpu-{slugify(name)}-{cores}c", cores, None)
+    parts = [slugify(name), cpu_family_model(), cpu_isa_label(), f"{cores}c"]
+    return DeviceInfo("cpu", name, "cpu-" + "-".join(p for p in parts if p), cores, None)
 
 
 def resolve_device(name: Optional[str]) -> torch.device:

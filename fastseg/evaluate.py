@@ -23,6 +23,9 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--coco-panoptic", default=None, metavar="DIR",
+                   help="panoptic models: also write predictions and ground truth in COCO's panoptic format to DIR "
+                        "(pred/, gt/ PNGs and pred.json, gt.json: panopticapi's pq_compute input; needs Pillow)")
     args = p.parse_args(argv)
     try:
         ckpt = checkpoint.load(args.checkpoint)
@@ -39,7 +42,10 @@ def main(argv=None) -> int:
                 model = checkpoint.build_model(ckpt).to(dist.device)
                 result = panoptic.evaluate(model, _loader(val_set, config, dist, shuffle=False),
                                            Context(dist, ckpt["num_classes"]), list(val_set.thing_ids),
-                                           list(val_set.stuff_ids))
+                                           list(val_set.stuff_ids), args.coco_panoptic,
+                                           getattr(val_set, "classes", None))
+            elif args.coco_panoptic:
+                raise UsageError("--coco-panoptic is for panoptic models (efficientps)")
             elif model_task(ckpt["model_name"]) == "instance":
                 model = checkpoint.build_model(ckpt).to(dist.device)
                 result = detection.evaluate(model, _loader(val_set, config, dist, shuffle=False),

@@ -47,12 +47,26 @@ def test_cli_trains_and_writes_everything(trained):
 
 def test_evaluate_and_predict_cli(trained, tmp_path):
     out, _ = trained
-    res = run("fastseg.evaluate", "--checkpoint", os.path.join(out, "last.pt"))
+    coco = str(tmp_path / "coco")
+    res = run("fastseg.evaluate", "--checkpoint", os.path.join(out, "last.pt"), "--coco-panoptic", coco)
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads(res.stdout)
     last = records(out)[-1]
     for key in PQ_KEYS:
         assert result[key] == pytest.approx(last[key], abs=1e-9), key
+    # The COCO panoptic export read back gives the same PQ (what panopticapi's pq_compute reads).
+    from fastseg.data import SyntheticScenes
+    from fastseg.metrics import PanopticQuality
+    from fastseg.panoptic_format import from_coco_panoptic, load_png
+    metric = PanopticQuality(SyntheticScenes.thing_ids, SyntheticScenes.stuff_ids)
+    docs = {kind: json.load(open(os.path.join(coco, f"{kind}.json"))) for kind in ("pred", "gt")}
+    assert [a["image_id"] for a in docs["pred"]["annotations"]] == [0, 1]
+    assert {c["id"]: c["isthing"] for c in docs["gt"]["categories"]} == {c: int(c >= 5) for c in range(8)}
+    for pred, gt in zip(docs["pred"]["annotations"], docs["gt"]["annotations"]):
+        maps = [from_coco_panoptic(load_png(os.path.join(coco, kind, a["file_name"])), a)
+                for kind, a in (("pred", pred), ("gt", gt))]
+        metric.update(*maps[0], *maps[1])
+    assert metric.compute()["pq"] == pytest.approx(result["pq"], abs=1e-9)
     png = str(tmp_path / "pred.png")
     res = run("fastseg.predict", "--checkpoint", os.path.join(out, "last.pt"), "--input", "synthetic:1", "--out", png)
     assert res.returncode == 0, res.stderr[-3000:]
