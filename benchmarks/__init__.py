@@ -4,5 +4,5 @@
     pytest benchmarks --benchmark-only [--bench-size small|quick|full] [--bench-device cpu|cuda]
 
 Cases live in `benchmarks/cases/<family>.py` and register themselves with the registry in
-`benchmarks/harness.py`; results go to `benchmarks/results/<device-slug>/`.
+`benchmarks/registry.py` (harness.py re-exports it); results go to `benchmarks/results/<device-slug>/`.
 """

@@ -64,7 +64,7 @@ export PATH="${CUDA_HOME:-/usr/local/cuda}/bin:$PATH:${CUDA_HOME:-/usr/local/cud
 # The sanitizer subset: every CUDA kernel, without what is slow under the sanitizer and runs no
 # kernel of ours worth checking twice (compilation, export, opcheck, gradcheck, subprocess error
 # checks).
-SANITIZE_ARGS=${GPU_VERIFY_SANITIZE_ARGS:-tests/test_unpool.py -q -x -m "not slow" -k "cuda and not compile and not export and not opcheck and not gradcheck and not named_errors"}
+SANITIZE_ARGS=${GPU_VERIFY_SANITIZE_ARGS:-tests/test_unpool_max_unpool.py tests/test_unpool_compact.py tests/test_unpool_scale.py tests/test_unpool_kernels.py tests/test_unpool_autograd.py tests/test_unpool_compile.py tests/test_unpool_nn.py tests/test_unpool_errors.py -q -x -m "not slow" -k "cuda and not compile and not export and not opcheck and not gradcheck and not named_errors"}
 
 T0=$(date +%s)
 DEADLINE=$((T0 + BUDGET))
