@@ -74,6 +74,10 @@ class EfficientPS(nn.Module):
     """`EfficientPS(backbone, num_stuff, num_things, *, fpn=None, semantic_head=None, rpn=None,
     roi_heads=None, fusion=None, ...)`: `backbone` returns an OrderedDict of four feature maps
     (strides 4, 8, 16, 32) and has `out_channels_list`; parts not given are built as the paper's.
+    The fusion's thresholds (`score_threshold`, `overlap_threshold`, `stuff_area_threshold`) and
+    `mask_logit_scale` are the paper's by default; `segments_format="tensor"` makes eval return
+    `(panoptic, segments [S, 3])` instead of segments_info (for torch.export). The RPN and box
+    head take torchvision's keyword names (`rpn_pre_nms_top_n_test`, `box_detections_per_img`, ...).
     """
 
     def __init__(self, backbone: nn.Module, num_stuff: int, num_things: int, *, fpn: Optional[nn.Module] = None,
