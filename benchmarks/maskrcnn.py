@@ -13,8 +13,9 @@ rounding differences) and `torchvision`. Images are 800 x 1088 (COCO's typical s
 * end to end: median ms of `model(images)` in eval / no_grad, and the ratios torchvision / fastseg;
 * per stage, each stage timed alone on the inputs it gets inside the model: transform (normalise,
   resize, batch), backbone + FPN, RPN (heads, anchors, decoding, top-n, NMS), box head + NMS
-  (RoIAlign 7x7, the two FC layers, decoding, per-class NMS), mask head (RoIAlign 14x14, four
-  convs, transposed conv, logits), pasting (boxes back to the image, masks pasted);
+  (RoIAlign 7x7, the two FC layers, decoding, per-class NMS; also split into the box head and the
+  post-processing), mask head (RoIAlign 14x14, four convs, transposed conv, logits), pasting
+  (boxes back to the image, masks pasted);
 * the agreement of the two outputs (boxes, scores, masks);
 * peak memory (CPU: VmHWM above the inputs, in a fresh process per model; CUDA:
   max_memory_allocated).
@@ -92,9 +93,13 @@ def stages(model, images: List[torch.Tensor], is_torchvision: bool) -> Dict[str,
         heads = model.roi_heads
         sizes = batch.image_sizes
 
+        def box_head():
+            return heads.box_predictor(heads.box_head(heads.box_roi_pool(feats, proposals, sizes)))
+
         def box_stage():
-            x = heads.box_predictor(heads.box_head(heads.box_roi_pool(feats, proposals, sizes)))
-            return heads.postprocess_detections(*x, proposals, sizes)
+            return heads.postprocess_detections(*box_head(), proposals, sizes)
+
+        box_outputs = box_head()
 
         found = box_stage()
         if is_torchvision:
@@ -125,8 +130,11 @@ def stages(model, images: List[torch.Tensor], is_torchvision: bool) -> Dict[str,
             return model.transform.postprocess(res, sizes, originals, model._paste)
 
     return {"transform": lambda: model.transform(images), "backbone + FPN": lambda: model.backbone(batch.tensors),
-            "RPN": lambda: model.rpn(batch, feats), "box head + NMS": box_stage, "mask head": mask_stage,
-            "pasting": paste_stage}
+            "RPN": lambda: model.rpn(batch, feats), "box head + NMS": box_stage,
+            "  of which box head (RoIAlign 7x7, FC layers)": box_head,
+            "  of which box post-processing (decode, score filter, NMS)":
+                lambda: heads.postprocess_detections(*box_outputs, proposals, sizes),
+            "mask head": mask_stage, "pasting": paste_stage}
 
 
 def interleaved_ms(fns: Dict[str, Callable[[], Any]], repeats: int, device: torch.device) -> Dict[str, float]:
