@@ -369,3 +369,56 @@ def test_fast_backbone_trains_like_the_exact_one():
     assert set(grads[0]) == set(grads[1]) and any(n.startswith("backbone.body.layer1") for n in grads[0])
     for n in grads[0]:
         torch.testing.assert_close(grads[1][n], grads[0][n], rtol=2e-3, atol=1e-5, msg=n)
+
+
+def decode_all_then_filter(heads, class_logits, box_regression, proposals, image_sizes):
+    """torchvision's order of the box post-processing, in plain PyTorch: decode every
+    (proposal, class) box, clip, then filter by score, drop small boxes, per-class NMS."""
+    from fastseg.models.detection.box_coder import clip_boxes_to_image
+    from fastseg.reference import batched_nms
+
+    C = class_logits.shape[-1]
+    counts = [len(p) for p in proposals]
+    boxes_all = heads.box_coder.decode(box_regression, proposals).split(counts)
+    out = []
+    for boxes, scores, size in zip(boxes_all, torch.softmax(class_logits, -1).split(counts), image_sizes):
+        boxes = clip_boxes_to_image(boxes, size)[:, 1:].reshape(-1, 4)
+        labels = torch.arange(C).expand(len(scores), C)[:, 1:].reshape(-1)
+        scores = scores[:, 1:].reshape(-1)
+        keep = scores > heads.score_thresh
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        wh = boxes[:, 2:] - boxes[:, :2]
+        keep = (wh >= 1e-2).all(1)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = batched_nms(boxes, scores, labels, heads.nms_thresh)[:heads.detections_per_img]
+        out.append((boxes[keep], scores[keep], labels[keep]))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_postprocess_detections_filters_before_decoding(seed):
+    """The score filter runs before the decoding (only ~1 % of the boxes are decoded): the same
+    detections, in the same order, as decoding all of them first. Includes ties in the scores,
+    tiny boxes, boxes outside the image, a background-only proposal set and two images."""
+    g = torch.Generator().manual_seed(seed)
+    model = maskrcnn_resnet_fpn(num_classes=7, **TINY).eval()
+    heads = model.roi_heads
+    counts, sizes = [300, 0, 150] if seed == 2 else [300, 150], [(120, 160), (90, 70), (64, 64)]
+    proposals = []
+    for n, (h, w) in zip(counts, sizes):
+        xy = torch.rand(n, 2, generator=g) * torch.tensor([w, h])
+        proposals.append(torch.cat((xy, xy + torch.rand(n, 2, generator=g) * 40 + (seed == 1) * 1e-4), 1))
+    total = sum(counts)
+    class_logits = torch.randn(total, 7, generator=g) * 2
+    class_logits[::7] = class_logits[0]  # tied scores
+    class_logits[5::11, 1:] = -30  # only background
+    box_regression = torch.randn(total, 28, generator=g) * 0.5
+    box_regression[3::13] = 8.0  # past the decoding clip, boxes beyond the image
+    with torch.no_grad():
+        ours = heads.postprocess_detections(class_logits, box_regression, proposals, sizes[:len(counts)])
+        ref = decode_all_then_filter(heads, class_logits, box_regression, proposals, sizes[:len(counts)])
+    assert sum(len(r["boxes"]) for r in ours) > 20  # the test exercises NMS and the top-n cut
+    for r, (boxes, scores, labels) in zip(ours, ref):
+        assert torch.equal(r["labels"], labels)
+        assert torch.equal(r["scores"], scores)
+        torch.testing.assert_close(r["boxes"], boxes, rtol=0, atol=1e-4)
