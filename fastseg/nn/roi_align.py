@@ -68,6 +68,12 @@ class MultiScaleRoIAlign(nn.Module):
                  canonical_scale: int = 224, canonical_level: int = 4):
         super().__init__()
         self.featmap_names = list(featmap_names)
+        # stored as torchvision stores it (and so shown by repr): an int n as (n, n), a list as a
+        # tuple; anything else is left for the op to refuse
+        if isinstance(output_size, int) and not isinstance(output_size, bool):
+            output_size = (output_size, output_size)
+        elif isinstance(output_size, list):
+            output_size = tuple(output_size)
         self.output_size = output_size
         self.sampling_ratio = sampling_ratio
         self.canonical_scale = canonical_scale
