@@ -1,4 +1,5 @@
-// Unpooling family: schemas and the CPU kernels (the math is in unpool.h, the flow in unpool_ops.h).
+// Unpooling family: schemas and the CPU kernels (the math is in max_unpool.h, compact.h and
+// scale.h, the flow in unpool_ops.h and the *_ops.h it includes).
 #include <torch/library.h>
 
 #include "common/cpu_backend.h"

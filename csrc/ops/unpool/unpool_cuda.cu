@@ -1,5 +1,5 @@
 // Unpooling family: CUDA registration. Everything but the thread mapping (common/cuda_backend.cuh)
-// is shared with the CPU kernels (unpool.h bodies, unpool_ops.h flow).
+// is shared with the CPU kernels (the bodies and the flows that unpool_ops.h includes).
 #include <torch/library.h>
 
 #include "common/cuda_backend.cuh"

@@ -3,9 +3,9 @@
 // Each loop is written branch-free so that the compiler vectorises it; GCC does so only with AVX2
 // (baseline x86-64 SSE2 has no 64-bit lane compare), so on x86-64 the loops are compiled for AVX2
 // and AVX-512 too and picked at run time (fastest_isa, common/cpu_isa.h; capped by FASTSEG_CPU_ISA).
-// Each writes what the body's operator() (unpool.h) writes, which the GPU runs: the tests compare
-// both forms (fastseg.testing.strategy(cpu_row_kernels=...)), under every instruction set
-// (strategy(cpu_isa=...)), and both with PyTorch.
+// Each writes what the body's operator() (max_unpool.h, compact.h, scale.h) writes, which the GPU
+// runs: the tests compare both forms (fastseg.testing.strategy(cpu_row_kernels=...)), under every
+// instruction set (strategy(cpu_isa=...)), and both with PyTorch.
 #pragma once
 
 #include <algorithm>
@@ -27,7 +27,7 @@ inline bool k2_row(const int64_t k, const int64_t s, const int64_t p, int64_t va
 
 // Unpooling gather, out[0, W) of one output row: window j covers columns 2j and 2j + 1 (those
 // < W), n windows; points_at(j) is the column window j's index names if it names this row
-// (anything else is a miss). Returns the hits (as unpool_row in unpool.h).
+// (anything else is a miss). Returns the hits (as unpool_row in unpool_common.h).
 template <typename scalar_t, typename PointsAt>
 C10_ALWAYS_INLINE int64_t unpool_row_k2_loop(scalar_t* __restrict out, int64_t W, const scalar_t* __restrict values,
                                              int64_t n, const PointsAt& points_at) {
