@@ -80,8 +80,10 @@ struct CompactUnpoolGather {
     const uint8_t* op = off + off_st.at(n, c, 0, 0);
     const int64_t rows = 2 * std::min(gh.n, H / 2);
     const int64_t hits = unpool_plane_k2(out + off0, W, rows, in + in_st.at(n, c, 0, 0), in_st.h, gw.n,
-                                         [op, st = off_st.h](int64_t y, int64_t j) {
-                                           return 2 * j + (int64_t(op[(y / 2) * st + j]) - 2 * (y % 2));
+                                         [op, st = off_st.h, W = W](int64_t y, int64_t j) {
+                                           // offset o of a 2x2 window: row o / 2, column o % 2
+                                           const int64_t o = op[(y / 2) * st + j];
+                                           return o < 4 ? (o >> 1) * W + 2 * j + (o & 1) : int64_t(-1);
                                          });
     return hits + plane_rows_after(*this, off0, n, c, rows, H, W);
   }

@@ -30,17 +30,6 @@ C10_HOST_DEVICE inline int32_t flat_index_status(int64_t v, int64_t i, int64_t j
   return kOutOfWindow;
 }
 
-// Range only (the backward has no geometry): kInWindow or kOutOfPlane.
-struct FlatRangeCheck {
-  const int64_t* idx;
-  Strides4 st;
-  int64_t plane;  // H * W
-  C10_HOST_DEVICE int32_t operator()(int64_t n, int64_t c, int64_t i, int64_t j) const {
-    const int64_t v = idx[st.at(n, c, i, j)];
-    return (v >= 0 && v < plane) ? kInWindow : kOutOfPlane;
-  }
-};
-
 struct FlatIndexCheck {
   const int64_t* idx;
   Strides4 st;
@@ -98,13 +87,15 @@ struct MaxUnpoolGather {
     const int64_t rows = 2 * std::min(gh.n, H / 2);  // the rows of full window rows
     const int64_t hits = unpool_plane_k2(out + off0, W, rows, in + in_st.at(n, c, 0, 0), in_st.h, gw.n,
                                          [ip, st = idx_st.h, W = W](int64_t y, int64_t j) {
-                                           return ip[(y / 2) * st + j] - y * W;
+                                           return ip[(y / 2) * st + j] - y * W;  // from row y's start
                                          });
     return hits + plane_rows_after(*this, off0, n, c, rows, H, W);
   }
 };
 
-// grad_input[n, c, i, j] = grad_output[n, c, plane position idx[n, c, i, j]].
+// grad_input[n, c, i, j] = grad_output[n, c, plane position idx[n, c, i, j]]. Returns 1 per index
+// inside the H x W plane (an index outside it reads nothing and writes 0): the flow compares the
+// total with the number of indices, so the range is validated without a pass of its own.
 template <typename scalar_t>
 struct MaxUnpoolBackward {
   const scalar_t* grad;
@@ -115,11 +106,24 @@ struct MaxUnpoolBackward {
   bool grad_plane_flat;  // grad_st.w == 1 && grad_st.h == W
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
-  C10_HOST_DEVICE void operator()(int64_t off, int64_t n, int64_t c, int64_t i, int64_t j, Axis, Axis) const {
-    const int64_t v = idx[idx_st.at(n, c, i, j)];  // validated to lie in [0, H*W)
+  C10_HOST_DEVICE int64_t operator()(int64_t off, int64_t n, int64_t c, int64_t i, int64_t j, Axis, Axis) const {
+    const int64_t v = idx[idx_st.at(n, c, i, j)];
+    const bool inside = uint64_t(v) < uint64_t(H * W);
+    const int64_t u = inside ? v : 0;
     // A row-major plane (the usual case) is indexed by v directly, without a division.
-    const int64_t pos = grad_plane_flat ? v : (v / W) * grad_st.h + (v % W) * grad_st.w;
-    out[off] = grad[n * grad_st.n + c * grad_st.c + pos];
+    const int64_t pos = grad_plane_flat ? u : (u / W) * grad_st.h + (u % W) * grad_st.w;
+    out[off] = inside ? grad[n * grad_st.n + c * grad_st.c + pos] : scalar_t(0);
+    return inside;
+  }
+
+  // Plane form for the CPU (contract in common/cpu_backend.h): a contiguous index plane and a
+  // row-major grad plane make the plane one flat gather; the pooled rows (7 to 30 windows in
+  // SegNet and DeconvNet) are too short to pay for a call each.
+  static constexpr bool kPlaneKernel = true;
+  int64_t h = 0, w = 0;  // the index plane, set by the flow
+  bool plane_ok() const { return grad_plane_flat && idx_st.w == 1 && idx_st.h == w; }
+  int64_t run_plane(int64_t off0, int64_t n, int64_t c, int64_t, int64_t) const {
+    return gather_plane(out + off0, grad + n * grad_st.n + c * grad_st.c, idx + idx_st.at(n, c, 0, 0), h * w, H * W);
   }
 };
 

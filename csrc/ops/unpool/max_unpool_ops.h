@@ -102,16 +102,18 @@ at::Tensor max_unpool2d_backward(const at::Tensor& grad_output, const at::Tensor
   const int64_t H = grad_output.size(2), W = grad_output.size(3);
   auto out = empty_4d(indices, indices.size(0), indices.size(1), indices.size(2), indices.size(3),
                       grad_output.scalar_type());
-  auto status = plane_status<Backend>(indices, FlatRangeCheck{indices.const_data_ptr<int64_t>(), strides4(indices), H * W});
-  if (worst(status) == kOutOfPlane) raise_index_out_of_plane(op, indices, H, W);
   if (out.numel() == 0) return out;
+  // The gather counts the indices inside the plane; any other is an error, found by a second
+  // look only then.
+  int64_t found = 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "fastseg.max_unpool2d_backward", [&] {
-    Backend::for_each_4d(shape4(out), MaxUnpoolBackward<scalar_t>{grad_output.const_data_ptr<scalar_t>(),
-                                                                  indices.const_data_ptr<int64_t>(),
-                                                                  out.mutable_data_ptr<scalar_t>(),
-                                                                  strides4(grad_output), strides4(indices), H, W,
-                                                                  grad_output.stride(3) == 1 && grad_output.stride(2) == W});
+    MaxUnpoolBackward<scalar_t> body{grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(),
+                                     out.mutable_data_ptr<scalar_t>(), strides4(grad_output), strides4(indices), H, W,
+                                     grad_output.stride(3) == 1 && grad_output.stride(2) == W};
+    body.h = indices.size(2), body.w = indices.size(3);
+    found = Backend::for_each_4d(shape4(out), body);
   });
+  if (found != indices.numel()) raise_index_out_of_plane(op, indices, H, W);
   return out;
 }
 
