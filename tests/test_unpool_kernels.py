@@ -69,11 +69,12 @@ def test_cpu_row_forms_match_element_forms_bitwise(dtype, cpu_isa):
     its backward; the generic rows for other geometries), compiled for each instruction set
     (cpu_isa: AVX-512, AVX2, baseline), give the same bits as the per-element bodies the GPU runs:
     ties, NaN, -0.0 and infinities, odd sizes, ceil-mode edge windows, strided rows (the generic
-    fallback), rows long enough for several 512-bit vectors and a remainder."""
+    fallback), rows long enough for several 512-bit vectors and a remainder (compact pooling runs
+    the vector forms from 96 windows: w = 261)."""
     gen = torch_gen(31)
     specials = torch.tensor([float("nan"), -0.0, 0.0, float("inf"), float("-inf"), 1.0, 1.0, 2.0])
     checked = 0
-    for h, w in ((1, 1), (2, 2), (5, 7), (8, 9), (12, 30), (7, 64), (4, 133)):
+    for h, w in ((1, 1), (2, 2), (5, 7), (8, 9), (12, 30), (7, 64), (4, 133), (3, 261)):
         x = torch.randint(0, 4, (2, 3, h, w), generator=gen).to(dtype)
         x.view(-1)[torch.randint(0, x.numel(), (x.numel() // 5 + 1,), generator=gen)] = specials[
             torch.randint(0, 8, (x.numel() // 5 + 1,), generator=gen)].to(dtype)
@@ -116,7 +117,7 @@ def test_cpu_row_forms_every_isa_vs_pytorch(cpu_isa):
     gen = torch_gen(37)
     with helpers.cpu_kernel_form("row"), helpers.many_threads():
         for dtype in (torch.float32, torch.float64, torch.bfloat16):
-            for h, w in ((2, 2), (4, 15), (6, 32), (5, 67), (8, 130)):
+            for h, w in ((2, 2), (4, 15), (6, 32), (5, 67), (8, 130), (4, 197), (3, 261)):
                 x = U.tie_heavy((2, 3, h, w), dtype, "cpu", gen, nan_prob=0.05, inf_prob=0.05)
                 desc = f"cpu_isa={cpu_isa}"
                 check_max_pool2d_compact(x, 2, grad=False, desc=desc)
