@@ -1,12 +1,11 @@
 // CPU thread mapping for the shared kernel bodies: at::parallel_for over output rows.
 //
-// A *body* (see csrc/ops/*/<op>.h) is a struct with C10_HOST_DEVICE members
-//   Axis row(int64_t y) const;   Axis col(int64_t x) const;     // per-row / per-column precompute
-//   R operator()(int64_t offset, int64_t n, int64_t c, int64_t y, int64_t x, Axis ry, Axis cx) const;
-// that computes and writes the output element (n, c, y, x) at `offset` of the output(s). R is void,
-// or int64_t for bodies that count something (e.g. matched indices); for_each_4d returns the total.
-// The CUDA backend (cuda_backend.cuh) calls the very same body, so CPU tests check the GPU's
-// per-element code.
+// The body contract (row / col / operator(), the row and plane forms, counts) is in
+// common/body.h. This header is CPU-only: it is included by the CPU translation units (the .cpp
+// files), which are compiled with -fopenmp where torch's parallelism is OpenMP. at::parallel_for
+// is a header template that runs serially without it, and an instantiation shared with a TU
+// compiled without OpenMP could be the one the linker keeps; so no .cu file may include this
+// header or instantiate a CPU flow (tests/test_cpu_threads.py checks both).
 #pragma once
 
 #include <atomic>
@@ -16,47 +15,10 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include "common/body.h"
 #include "common/tensor_view.h"
 
 namespace fastseg {
-
-// A body may also offer a faster whole-row form for NCHW outputs on the CPU:
-//   static constexpr bool kRowKernel = true;
-//   int64_t run_row(int64_t row_offset, int64_t n, int64_t c, int64_t y, Axis ry, const Axis* cols,
-//                   void* scratch) const;
-// which must write the same W elements (and return the same count) as operator() would; cols
-// holds col(x) for every x, scratch W + 1 elements of up to 8 bytes, private to the calling thread. Tests
-// compare both forms: fastseg.testing.strategy(cpu_row_kernels=False) makes the CPU use
-// operator() everywhere, as CUDA does.
-// C++17 detection idiom, not a C++20 requires-expression: torch 2.11/2.12's cpp_extension (our
-// GPU machine has 2.11) compiles with -std=c++17.
-template <typename Body, typename = void>
-struct row_kernel_of : std::false_type {};
-template <typename Body>
-struct row_kernel_of<Body, std::void_t<decltype(Body::kRowKernel)>> : std::bool_constant<Body::kRowKernel> {};
-template <typename Body>
-constexpr bool has_row_kernel = row_kernel_of<Body>::value;
-
-// And a whole-plane form (NCHW outputs, CPU), for bodies whose rows are too short to pay for a
-// call each:
-//   static constexpr bool kPlaneKernel = true;
-//   bool plane_ok() const;   // whether run_plane applies to this call's geometry and strides
-//   int64_t run_plane(int64_t plane_offset, int64_t n, int64_t c, int64_t H, int64_t W) const;
-// which writes the H x W plane (n, c) as operator() would and returns the same count. Switched
-// off with the row forms.
-template <typename Body, typename = void>
-struct plane_kernel_of : std::false_type {};
-template <typename Body>
-struct plane_kernel_of<Body, std::void_t<decltype(Body::kPlaneKernel)>> : std::bool_constant<Body::kPlaneKernel> {};
-template <typename Body>
-constexpr bool has_plane_kernel = plane_kernel_of<Body>::value;
-
-bool cpu_row_kernels_enabled();
-
-// Whether a body returns a count to be summed (see the contract above).
-template <typename Body>
-constexpr bool counts = !std::is_void_v<
-    decltype(std::declval<const Body&>()(0, 0, 0, 0, 0, std::declval<Axis>(), std::declval<Axis>()))>;
 
 // The digits (hi, mid, lo) of a flat index in radices (nmid, nlo), stepped by one without
 // dividing: four int64 divisions per row were a third of the time of DeconvNet's 14-wide rows.
@@ -74,6 +36,9 @@ struct Position3 {
 };
 
 struct CpuBackend {
+  // Shared flows select their CPU-only paths with `if constexpr (Backend::kIsCpu)`.
+  static constexpr bool kIsCpu = true;
+
   // Runs body for every element of an output of shape s, in the output's memory order.
   template <typename Body>
   static int64_t for_each_4d(const Shape4& s, const Body& shared_body) {

@@ -1,14 +1,19 @@
-// CUDA thread mapping for the shared kernel bodies (see cpu_backend.h for the body contract):
-// a capped grid-stride loop over the output in memory order, on the current stream. The only
+// CUDA thread mapping for the shared kernel bodies (see body.h for the body contract): a capped
+// grid-stride loop over the output in memory order, on the current stream. The only
 // CUDA-specific code is here: index decomposition (fast 32-bit division when sizes allow),
 // launch configuration and launch checks. The per-element work is the body the CPU also runs.
+// Includes nothing CPU-only (not cpu_backend.h): a CUDA translation unit must not instantiate
+// at::parallel_for or a CPU flow (docs/design.md §4).
 #pragma once
+
+#include <algorithm>
+#include <limits>
 
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/detail/IntegerDivider.cuh>
 #include <c10/cuda/CUDAException.h>
 
-#include "common/cpu_backend.h"  // the body contract and counts<Body>
+#include "common/body.h"  // the body contract and counts<Body>
 #include "common/tensor_view.h"
 
 namespace fastseg {
@@ -100,6 +105,9 @@ __global__ void plane_status_kernel(Check check, Shape4 s, int32_t* status) {
 }  // namespace cuda_detail
 
 struct CudaBackend {
+  // Shared flows select their CPU-only paths with `if constexpr (Backend::kIsCpu)`: discarded here.
+  static constexpr bool kIsCpu = false;
+
   // Returns the total of the body's counts (a device-to-host copy, so a sync) when it counts,
   // else 0 without synchronising.
   template <typename Body>

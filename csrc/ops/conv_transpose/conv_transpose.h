@@ -4,7 +4,7 @@
 // Y = i*s - p + t*d (the full output has (n_in-1)*s - 2p + d*(k-1) + 1 positions). The cropped
 // output position y is Y = y + crop. We work with Z = Y + p >= 0, so Z = i*s + t*d.
 //
-// Two bodies (contract in common/cpu_backend.h), each writing one output element:
+// Two bodies (contract in common/body.h), each writing one output element:
 // - DirectGather: sums input * weight over the taps that land on the element (any stride and
 //   dilation). For few channels per group or dilated kernels.
 // - PhaseGather: reads the element from the result of the phase GEMM (conv_transpose_ops.h) and
@@ -105,7 +105,7 @@ struct DirectGather {
     out[n * os.n + co * os.c + y * os.h + x * os.w] = T(acc);
   }
 
-  // CPU row form (NCHW outputs; common/cpu_backend.h): for dilation 1 along x, output phase r
+  // CPU row form (NCHW outputs; common/body.h): for dilation 1 along x, output phase r
   // (x + crop + p = q*s + r) receives taps r, r + s, ... from input columns q, q - 1, ...: so
   // each (ci, ty, tap) is one contiguous multiply-add over the phase's outputs, which the
   // compiler vectorises. Same sums in the same order as operator(), so the same results.

@@ -1,8 +1,10 @@
-// NMS: schemas, the CPU kernels (flow in nms_ops.h) and the strategy switch for tests.
+// NMS: schemas, the CPU kernels (flow in nms_ops.h, the greedy loop in nms_cpu.h) and the
+// strategy switch for tests.
 #include <torch/library.h>
 
 #include "common/cpu_backend.h"
 #include "common/strategy_switch.h"
+#include "ops/nms/nms_cpu.h"
 #include "ops/nms/nms_ops.h"
 
 namespace fastseg {

@@ -4,7 +4,7 @@
 // - greedy (the CPU default): torchvision's algorithm, but over score-sorted coordinate arrays
 //   (compacted once enough of them are suppressed), so each kept box costs one contiguous,
 //   vectorisable IoU pass instead of indirect loads and a branch per candidate. Batched NMS runs it per class
-//   (classes in parallel) and merges the kept boxes by score rank.
+//   (classes in parallel) and merges the kept boxes by score rank. CPU-only code: nms_cpu.h.
 // - bitmask (CUDA; the CPU runs it too when a test forces it): SuppressionMask computes, for every
 //   box, which later boxes it suppresses (64 per word, same-class pairs only for batched NMS),
 //   one thread per word; one serial pass on the host then keeps each box not yet suppressed
@@ -13,13 +13,11 @@
 #pragma once
 
 #include <algorithm>
-#include <numeric>
 #include <optional>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 
 #include "common/checks.h"
@@ -52,76 +50,15 @@ inline void check_inputs(const char* op, const at::Tensor& boxes, const at::Tens
   }
 }
 
-// Greedy NMS over positions [begin, end) of the sorted arrays (one class); appends kept positions.
-// Each kept box clears the alive flags of the boxes after it in one branch-free, vectorisable
-// pass (suppressed boxes are tested again, harmlessly: cheaper than skipping them); the arrays
-// are compacted once more than half of what is left is dead.
+// The greedy loop (CPU only): defined in nms_cpu.h, which only nms.cpp includes; the flow below
+// reaches it under `if constexpr (Backend::kIsCpu)`, so the CUDA translation unit never
+// instantiates it (docs/design.md §4). greedy_segment: one class, positions [begin, end) of the
+// sorted arrays, kept positions appended; greedy_by_class: every class (classes in parallel),
+// kept positions in score order.
 template <typename T>
-void greedy_segment(const SortedBoxes<T>& bx, int64_t begin, int64_t end, T threshold, std::vector<int64_t>& kept) {
-  int64_t n = end - begin;
-  std::vector<T> x1(bx.x1 + begin, bx.x1 + end), y1(bx.y1 + begin, bx.y1 + end);
-  std::vector<T> x2(bx.x2 + begin, bx.x2 + end), y2(bx.y2 + begin, bx.y2 + end);
-  std::vector<T> area(bx.area + begin, bx.area + end);
-  std::vector<int64_t> pos(n);
-  std::iota(pos.begin(), pos.end(), begin);
-  std::vector<uint8_t> alive(n, 1);
-  int64_t dead = 0;  // dead entries after `cur` since the last compaction
-  for (int64_t cur = 0; cur < n; ++cur) {
-    if (!alive[cur]) {
-      --dead;
-      continue;
-    }
-    kept.push_back(pos[cur]);
-    const T ax1 = x1[cur], ay1 = y1[cur], ax2 = x2[cur], ay2 = y2[cur], a_area = area[cur];
-    int64_t killed = 0;
-    for (int64_t k = cur + 1; k < n; ++k) {
-      const uint8_t hit = iou_above(ax1, ay1, ax2, ay2, a_area, x1[k], y1[k], x2[k], y2[k], area[k], threshold);
-      killed += alive[k] & hit;
-      alive[k] &= uint8_t(1 - hit);
-    }
-    dead += killed;
-    if (dead > 64 && 2 * dead > n - cur - 1) {  // compact [cur + 1, n) to its live entries
-      int64_t m = 0;
-      for (int64_t k = cur + 1; k < n; ++k) {
-        x1[m] = x1[k], y1[m] = y1[k], x2[m] = x2[k], y2[m] = y2[k], area[m] = area[k], pos[m] = pos[k];
-        alive[m] = 1;
-        m += alive[k];
-      }
-      n = m;
-      cur = -1;  // the loop's ++cur starts at the first live entry
-      dead = 0;
-    }
-  }
-}
-
-// Greedy NMS per class: positions grouped by class (each group in score order), classes in
-// parallel, then the kept boxes of all classes merged by score rank.
+void greedy_segment(const SortedBoxes<T>& bx, int64_t begin, int64_t end, T threshold, std::vector<int64_t>& kept);
 template <typename T>
-std::vector<int64_t> greedy_by_class(const SortedBoxes<T>& bx, const at::Tensor& cls, int64_t K, T threshold) {
-  const at::Tensor grouped = std::get<1>(cls.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
-  const int64_t* perm = grouped.const_data_ptr<int64_t>();
-  const int64_t* c = cls.const_data_ptr<int64_t>();
-  std::vector<T> x1(K), y1(K), x2(K), y2(K), area(K);
-  std::vector<int64_t> starts;
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t p = perm[k];
-    x1[k] = bx.x1[p], y1[k] = bx.y1[p], x2[k] = bx.x2[p], y2[k] = bx.y2[p], area[k] = bx.area[p];
-    if (k == 0 || c[p] != c[perm[k - 1]]) starts.push_back(k);
-  }
-  starts.push_back(K);
-  const SortedBoxes<T> g{x1.data(), y1.data(), x2.data(), y2.data(), area.data(), nullptr};
-  const int64_t n_groups = int64_t(starts.size()) - 1;
-  std::vector<std::vector<int64_t>> kept_by_group(n_groups);
-  at::parallel_for(0, n_groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t s = begin; s < end; ++s) greedy_segment(g, starts[s], starts[s + 1], threshold, kept_by_group[s]);
-  });
-  std::vector<int64_t> kept;
-  for (const auto& group : kept_by_group) {
-    for (int64_t p : group) kept.push_back(perm[p]);
-  }
-  std::sort(kept.begin(), kept.end());
-  return kept;
-}
+std::vector<int64_t> greedy_by_class(const SortedBoxes<T>& bx, const at::Tensor& cls, int64_t K, T threshold);
 
 // Kept score ranks by the bitmask: one serial pass over the [K, blocks] mask (on the CPU).
 inline std::vector<int64_t> scan_mask(const at::Tensor& mask_cpu, int64_t n_boxes, int64_t n_blocks) {
@@ -154,7 +91,6 @@ at::Tensor nms_impl(const char* op, const at::Tensor& boxes, const at::Tensor& s
   const at::Tensor area = (x2 - x1) * (y2 - y1);  // separate ops: no fused multiply-add
   at::Tensor cls;
   if (idxs != nullptr) cls = idxs->index_select(0, order).to(at::kLong).contiguous();
-  const bool greedy = boxes.is_cpu() && forced_strategy() != Strategy::kBitmask;
   std::vector<int64_t> kept;
   AT_DISPATCH_FLOATING_TYPES(acc_type, "fastseg.nms", [&] {
     const SortedBoxes<scalar_t> bx{x1.const_data_ptr<scalar_t>(), y1.const_data_ptr<scalar_t>(),
@@ -162,18 +98,22 @@ at::Tensor nms_impl(const char* op, const at::Tensor& boxes, const at::Tensor& s
                                    area.const_data_ptr<scalar_t>(),
                                    cls.defined() ? cls.const_data_ptr<int64_t>() : nullptr};
     const scalar_t thr = threshold_as<scalar_t>(threshold);
-    if (greedy && !cls.defined()) {
-      greedy_segment(bx, 0, K, thr, kept);
-    } else if (greedy) {
-      kept = greedy_by_class(bx, cls, K, thr);
-    } else {
-      const int64_t blocks = (K + kBlock - 1) / kBlock;
-      auto mask = at::empty({K, blocks}, long_opts);
-      Backend::for_each_4d(Shape4{1, 1, K, blocks, false},
-                           SuppressionMask<scalar_t>{bx, reinterpret_cast<uint64_t*>(mask.mutable_data_ptr<int64_t>()),
-                                                     K, blocks, thr});
-      kept = scan_mask(mask.to(at::kCPU), K, blocks);
+    if constexpr (Backend::kIsCpu) {
+      if (forced_strategy() != Strategy::kBitmask) {
+        if (cls.defined()) {
+          kept = greedy_by_class(bx, cls, K, thr);
+        } else {
+          greedy_segment(bx, 0, K, thr, kept);
+        }
+        return;
+      }
     }
+    const int64_t blocks = (K + kBlock - 1) / kBlock;
+    auto mask = at::empty({K, blocks}, long_opts);
+    Backend::for_each_4d(Shape4{1, 1, K, blocks, false},
+                         SuppressionMask<scalar_t>{bx, reinterpret_cast<uint64_t*>(mask.mutable_data_ptr<int64_t>()),
+                                                   K, blocks, thr});
+    kept = scan_mask(mask.to(at::kCPU), K, blocks);
   });
   auto ranks = at::from_blob(kept.data(), {int64_t(kept.size())}, at::kLong).to(boxes.device());
   return order.index_select(0, ranks);

@@ -1,9 +1,10 @@
 // RoIAlign: schemas (torchvision's, in the fastseg namespace) and the CPU kernels (math in
-// roi_align.h, flow in roi_align_ops.h).
+// roi_align.h, flow in roi_align_ops.h, the CPU-only sample-table paths in roi_align_cpu.h).
 #include <torch/library.h>
 
 #include "common/cpu_backend.h"
 #include "common/strategy_switch.h"
+#include "ops/roi_align/roi_align_cpu.h"
 #include "ops/roi_align/roi_align_ops.h"
 
 namespace fastseg {

@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include <ATen/OpMathType.h>
 #include <c10/macros/Macros.h>
@@ -255,33 +254,6 @@ struct BackwardScatter {
       atomic_add(dst + ys.hi * width + xs.lo, gv * (ys.w_hi * xs.w_lo));
       atomic_add(dst + ys.hi * width + xs.hi, gv * (ys.w_hi * xs.w_hi));
     });
-  }
-};
-
-// The valid samples of one roi, bin by bin (CPU fast path: built once per roi, used for every
-// channel). Entry e of bin b: pixel offsets (y * stride_h + x * stride_w) and weights of its 4
-// neighbours, the weights being the products Forward/BackwardPlane use.
-template <typename T>
-struct SampleTable {
-  std::vector<int64_t> bin_start;  // pooled_h * pooled_w + 1
-  std::vector<int64_t> pos;        // 4 per entry
-  std::vector<T> weight;           // 4 per entry
-
-  void build(const RoiGeometry<T>& g, int64_t height, int64_t width, int64_t pooled_h, int64_t pooled_w,
-             int64_t stride_h, int64_t stride_w) {
-    bin_start.assign(1, 0);
-    pos.clear();
-    weight.clear();
-    for (int64_t ph = 0; ph < pooled_h; ++ph) {
-      for (int64_t pw = 0; pw < pooled_w; ++pw) {
-        for_each_sample(g, ph, pw, height, width, [&](const AxisSample<T>& ys, const AxisSample<T>& xs) {
-          pos.insert(pos.end(), {ys.lo * stride_h + xs.lo * stride_w, ys.lo * stride_h + xs.hi * stride_w,
-                                 ys.hi * stride_h + xs.lo * stride_w, ys.hi * stride_h + xs.hi * stride_w});
-          weight.insert(weight.end(), {ys.w_lo * xs.w_lo, ys.w_lo * xs.w_hi, ys.w_hi * xs.w_lo, ys.w_hi * xs.w_hi});
-        });
-        bin_start.push_back(int64_t(pos.size() / 4));
-      }
-    }
   }
 };
 

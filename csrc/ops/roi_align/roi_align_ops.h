@@ -1,10 +1,13 @@
 // RoIAlign: checks, roi validation and the two kernels' flow, written once for both backends.
-// On the CPU, by default, per-roi sample tables shared by all channels (cpu_forward/cpu_backward).
 // Forward: one Forward body per output element (in the output's memory order, so channels-last
-// input gives channels-last output read with C innermost). Backward: on the CPU the tables again,
-// per channel; on CUDA one BackwardScatter body per grad element (atomic adds, as torchvision),
-// or, when torch.are_deterministic_algorithms_enabled(), one BackwardPlane body per (n, c) plane
-// of grad_input: deterministic without atomics (torchvision's CPU backward is a serial scatter).
+// input gives channels-last output read with C innermost). Backward on CUDA: one BackwardScatter
+// body per grad element (atomic adds, as torchvision), or, when
+// torch.are_deterministic_algorithms_enabled(), one BackwardPlane body per (n, c) plane of
+// grad_input: deterministic without atomics (torchvision's CPU backward is a serial scatter).
+// On the CPU, by default, per-roi sample tables shared by all channels instead, forward and
+// backward (cpu_forward / cpu_backward): CPU-only code in roi_align_cpu.h, which only
+// roi_align.cpp includes. The flows below reach it under `if constexpr (Backend::kIsCpu)`, so
+// the CUDA translation unit never instantiates it (docs/design.md §4).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -15,10 +18,8 @@
 #include <cmath>
 #include <vector>
 
-#include <ATen/Parallel.h>
-
+#include "common/body.h"
 #include "common/checks.h"
-#include "common/cpu_backend.h"
 #include "common/tensor_view.h"
 #include "ops/roi_align/roi_align.h"
 
@@ -69,57 +70,16 @@ inline at::Tensor prepared_rois(const char* op, const at::Tensor& rois, int64_t 
   return r;
 }
 
-// CPU fast paths (the default; `fastseg.testing.strategy(cpu_row_kernels=False)` runs the shared bodies instead):
-// the sample table of a roi is built once and applied to every channel. Same products and
-// summation order as the bodies, so the same results.
+// CPU fast paths (the default; `fastseg.testing.strategy(cpu_row_kernels=False)` runs the shared
+// bodies instead): the sample table of a roi is built once and applied to every channel. Same
+// products and summation order as the bodies, so the same results. Defined in roi_align_cpu.h
+// (CPU translation unit only); declared here for the `if constexpr (Backend::kIsCpu)` branches.
 template <typename scalar_t>
 void cpu_forward(const Levels<scalar_t>& lv, const int64_t* levels, const at::Tensor& r, at::Tensor& out,
-                 int64_t channels, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
-  using T = at::opmath_type<scalar_t>;
-  const int64_t K = r.size(0), C = channels;
-  const Strides4 os = strides4(out);
-  const T* rois = r.const_data_ptr<T>();
-  scalar_t* y = out.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
-    SampleTable<T> t;
-    std::vector<T> acc(C);
-    for (int64_t k = k0; k < k1; ++k) {
-      const int64_t l = levels != nullptr ? levels[k] : 0;
-      const Strides4& is = lv.strides[l];
-      const RoiGeometry<T> g = roi_geometry(rois + k * 5, lv.scale[l], aligned, pooled_h, pooled_w, sampling_ratio);
-      t.build(g, lv.height[l], lv.width[l], pooled_h, pooled_w, is.h, is.w);
-      const scalar_t* img = lv.data[l] + g.batch * is.n;
-      const bool channels_inner = is.c == 1 && C > 1;
-      for (int64_t bin = 0; bin < pooled_h * pooled_w; ++bin) {
-        const int64_t ph = bin / pooled_w, pw = bin % pooled_w;
-        scalar_t* dst = y + k * os.n + ph * os.h + pw * os.w;
-        if (channels_inner) {  // C contiguous: vectorised over channels
-          std::fill(acc.begin(), acc.end(), T(0));
-          for (int64_t e = t.bin_start[bin]; e < t.bin_start[bin + 1]; ++e) {
-            const int64_t* p = &t.pos[4 * e];
-            const T* w = &t.weight[4 * e];
-            const scalar_t *a = img + p[0], *b = img + p[1], *c = img + p[2], *d = img + p[3];
-            for (int64_t ch = 0; ch < C; ++ch) {
-              acc[ch] += w[0] * T(a[ch]) + w[1] * T(b[ch]) + w[2] * T(c[ch]) + w[3] * T(d[ch]);
-            }
-          }
-          for (int64_t ch = 0; ch < C; ++ch) dst[ch * os.c] = static_cast<scalar_t>(acc[ch] / g.count);
-        } else {
-          for (int64_t ch = 0; ch < C; ++ch) {
-            const scalar_t* plane = img + ch * is.c;
-            T v = 0;
-            for (int64_t e = t.bin_start[bin]; e < t.bin_start[bin + 1]; ++e) {
-              const int64_t* p = &t.pos[4 * e];
-              const T* w = &t.weight[4 * e];
-              v += w[0] * T(plane[p[0]]) + w[1] * T(plane[p[1]]) + w[2] * T(plane[p[2]]) + w[3] * T(plane[p[3]]);
-            }
-            dst[ch * os.c] = static_cast<scalar_t>(v / g.count);
-          }
-        }
-      }
-    }
-  });
-}
+                 int64_t channels, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned);
+template <typename scalar_t>
+void cpu_backward(const at::Tensor& grad, const at::Tensor& r, at::Tensor& grad_input, int64_t pooled_h,
+                  int64_t pooled_w, int64_t sampling_ratio, double spatial_scale, bool aligned);
 
 // The levels' data for the kernels. On the CPU fast path, a level that the rois sample densely
 // is first copied to channels-last (gathers with C innermost are several times faster than
@@ -142,41 +102,6 @@ Levels<scalar_t> make_levels(c10::ArrayRef<at::Tensor> features, c10::ArrayRef<d
   return lv;
 }
 
-// Backward, parallel over channels: each task scatters its channels of every roi (in roi order,
-// so deterministic), with the roi's table built once per task.
-template <typename scalar_t>
-void cpu_backward(const at::Tensor& grad, const at::Tensor& r, at::Tensor& grad_input, int64_t pooled_h,
-                  int64_t pooled_w, int64_t sampling_ratio, double spatial_scale, bool aligned) {
-  using T = at::opmath_type<scalar_t>;
-  const int64_t K = r.size(0), C = grad_input.size(1), H = grad_input.size(2), W = grad_input.size(3);
-  const Strides4 gs = strides4(grad);
-  const scalar_t* gp = grad.const_data_ptr<scalar_t>();
-  const T* rois = r.const_data_ptr<T>();
-  T* gi = grad_input.mutable_data_ptr<T>();
-  const int64_t grain = std::max<int64_t>(1, C / (4 * at::get_num_threads()));
-  at::parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) {
-    SampleTable<T> t;
-    for (int64_t k = 0; k < K; ++k) {
-      const RoiGeometry<T> g = roi_geometry(rois + k * 5, T(spatial_scale), aligned, pooled_h, pooled_w, sampling_ratio);
-      t.build(g, H, W, pooled_h, pooled_w, W, 1);
-      for (int64_t ch = c0; ch < c1; ++ch) {
-        T* dst = gi + (g.batch * C + ch) * H * W;
-        for (int64_t bin = 0; bin < pooled_h * pooled_w; ++bin) {
-          const T gv = T(gp[k * gs.n + ch * gs.c + (bin / pooled_w) * gs.h + (bin % pooled_w) * gs.w]) / g.count;
-          for (int64_t e = t.bin_start[bin]; e < t.bin_start[bin + 1]; ++e) {
-            const int64_t* p = &t.pos[4 * e];
-            const T* w = &t.weight[4 * e];
-            dst[p[0]] += gv * w[0];
-            dst[p[1]] += gv * w[1];
-            dst[p[2]] += gv * w[2];
-            dst[p[3]] += gv * w[3];
-          }
-        }
-      }
-    }
-  });
-}
-
 inline at::ScalarType opmath_of(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 template <typename Backend>
@@ -196,12 +121,14 @@ at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spa
   const auto r = prepared_rois(op, rois, input.size(0), acc, spatial_scale, pooled_h, pooled_w, sampling_ratio);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastseg.roi_align", [&] {
     using T = at::opmath_type<scalar_t>;
-    if (input.is_cpu() && cpu_row_kernels_enabled()) {
-      std::vector<at::Tensor> keep;
-      const double scale[1] = {spatial_scale};
-      const auto lv = make_levels<scalar_t>({input}, scale, K, pooled_h, pooled_w, true, keep);
-      cpu_forward<scalar_t>(lv, nullptr, r, out, C, pooled_h, pooled_w, sampling_ratio, aligned);
-      return;
+    if constexpr (Backend::kIsCpu) {
+      if (cpu_row_kernels_enabled()) {
+        std::vector<at::Tensor> keep;
+        const double scale[1] = {spatial_scale};
+        const auto lv = make_levels<scalar_t>({input}, scale, K, pooled_h, pooled_w, true, keep);
+        cpu_forward<scalar_t>(lv, nullptr, r, out, C, pooled_h, pooled_w, sampling_ratio, aligned);
+        return;
+      }
     }
     Backend::for_each_4d(shape4(out), Forward<scalar_t>{input.const_data_ptr<scalar_t>(), r.const_data_ptr<T>(),
                                                         out.mutable_data_ptr<scalar_t>(), strides4(input),
@@ -233,12 +160,16 @@ at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, do
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "fastseg.roi_align_backward", [&] {
       using T = at::opmath_type<scalar_t>;
       const BackwardStrategy forced = forced_backward();
-      if (grad.is_cpu() && cpu_row_kernels_enabled() && forced == BackwardStrategy::kAuto) {
-        cpu_backward<scalar_t>(grad, r, grad_input, pooled_h, pooled_w, sampling_ratio, spatial_scale, aligned);
-        return;
+      if constexpr (Backend::kIsCpu) {
+        if (cpu_row_kernels_enabled() && forced == BackwardStrategy::kAuto) {
+          cpu_backward<scalar_t>(grad, r, grad_input, pooled_h, pooled_w, sampling_ratio, spatial_scale, aligned);
+          return;
+        }
       }
+      // Auto: the atomic scatter on CUDA unless deterministic algorithms are on; the CPU (its
+      // tables switched off) runs the deterministic plane body.
       const bool scatter = forced == BackwardStrategy::kScatter ||
-                           (forced == BackwardStrategy::kAuto && !grad.is_cpu() &&
+                           (forced == BackwardStrategy::kAuto && !Backend::kIsCpu &&
                             !at::globalContext().deterministicAlgorithms());
       if (scatter) {
         Backend::for_each_4d(Shape4{rois.size(0), channels, pooled_h, pooled_w, false},
@@ -301,12 +232,15 @@ at::Tensor multi_scale_roi_align(at::TensorList features, const at::Tensor& rois
   const auto lvl = levels.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f0.scalar_type(), "fastseg.multi_scale_roi_align", [&] {
     using T = at::opmath_type<scalar_t>;
-    const bool cpu_fast = f0.is_cpu() && cpu_row_kernels_enabled();
+    bool cpu_fast = false;
+    if constexpr (Backend::kIsCpu) cpu_fast = cpu_row_kernels_enabled();
     std::vector<at::Tensor> keep;
     const auto lv = make_levels<scalar_t>(features, scales, K, pooled_h, pooled_w, cpu_fast, keep);
-    if (cpu_fast) {
-      cpu_forward<scalar_t>(lv, lvl.const_data_ptr<int64_t>(), r, out, C, pooled_h, pooled_w, sampling_ratio, false);
-      return;
+    if constexpr (Backend::kIsCpu) {
+      if (cpu_fast) {
+        cpu_forward<scalar_t>(lv, lvl.const_data_ptr<int64_t>(), r, out, C, pooled_h, pooled_w, sampling_ratio, false);
+        return;
+      }
     }
     Backend::for_each_4d(shape4(out), MultiLevelForward<scalar_t>{lv, r.const_data_ptr<T>(), lvl.const_data_ptr<int64_t>(),
                                                                   out.mutable_data_ptr<scalar_t>(), pooled_h, pooled_w,
