@@ -51,6 +51,20 @@ struct plane_kernel_of<Body, std::void_t<decltype(Body::kPlaneKernel)>> : std::b
 template <typename Body>
 constexpr bool has_plane_kernel = plane_kernel_of<Body>::value;
 
+// A body whose row() and col() are trivial (most return {0, 0}) or cost less than a table
+// read says so:
+//   static constexpr bool kNoAxisTables = true;
+// CudaBackend then calls row(y) / col(x) inline for each element instead of tabulating them in
+// a separate kernel first (which costs an allocation and a launch per call). The values, and so
+// the results, are the same either way; CpuBackend tabulates them on the host regardless. A
+// body with no such member gets the tables. (The trait can also be specialised outside a body.)
+template <typename Body, typename = void>
+struct no_axis_tables_of : std::false_type {};
+template <typename Body>
+struct no_axis_tables_of<Body, std::void_t<decltype(Body::kNoAxisTables)>> : std::bool_constant<Body::kNoAxisTables> {};
+template <typename Body>
+constexpr bool no_axis_tables = no_axis_tables_of<Body>::value;
+
 // Whether a body returns a count to be summed (see the contract above).
 template <typename Body>
 constexpr bool counts = !std::is_void_v<

@@ -13,7 +13,7 @@
 #include <ATen/cuda/detail/IntegerDivider.cuh>
 #include <c10/cuda/CUDAException.h>
 
-#include "common/body.h"  // the body contract and counts<Body>
+#include "common/body.h"  // the body contract, counts<Body>, no_axis_tables<Body>
 #include "common/tensor_view.h"
 
 namespace fastseg {
@@ -63,6 +63,8 @@ Decompose<index_t> make_decompose(const Shape4& s) {
   return {D(index_t(s.W)), D(index_t(s.H)), D(index_t(s.C)), false};
 }
 
+// rows / cols: the tables of body.row(y) / body.col(x), or null for bodies with kNoAxisTables,
+// which compute them inline.
 template <typename index_t, typename Body>
 __global__ void for_each_4d_kernel(Body body, Decompose<index_t> dec, index_t numel, const Axis* rows,
                                    const Axis* cols, unsigned long long* total) {
@@ -71,10 +73,18 @@ __global__ void for_each_4d_kernel(Body body, Decompose<index_t> dec, index_t nu
        off += index_t(blockDim.x) * gridDim.x) {
     int64_t n, c, y, x;
     dec(off, n, c, y, x);
-    if constexpr (counts<Body>) {
-      count += body(int64_t(off), n, c, y, x, rows[y], cols[x]);
+    Axis ry, cx;
+    if constexpr (no_axis_tables<Body>) {
+      ry = body.row(y);
+      cx = body.col(x);
     } else {
-      body(int64_t(off), n, c, y, x, rows[y], cols[x]);
+      ry = rows[y];
+      cx = cols[x];
+    }
+    if constexpr (counts<Body>) {
+      count += body(int64_t(off), n, c, y, x, ry, cx);
+    } else {
+      body(int64_t(off), n, c, y, x, ry, cx);
     }
   }
   if constexpr (counts<Body>) {
@@ -109,26 +119,33 @@ struct CudaBackend {
   static constexpr bool kIsCpu = false;
 
   // Returns the total of the body's counts (a device-to-host copy, so a sync) when it counts,
-  // else 0 without synchronising.
+  // else 0 without synchronising. One launch for bodies with kNoAxisTables; otherwise the row and
+  // column tables are computed first (one more launch and an allocation of H + W entries).
   template <typename Body>
   static int64_t for_each_4d(const Shape4& s, const Body& body) {
     const int64_t numel = s.numel();
     if (numel == 0) return 0;
     auto stream = at::cuda::getCurrentCUDAStream();
-    // Row and column tables: H + W entries, computed once so the main loop does no division
-    // beyond the index decomposition.
-    auto tables = at::empty({(s.H + s.W) * int64_t(sizeof(Axis))},
-                            at::TensorOptions().dtype(at::kByte).device(at::kCUDA, at::cuda::current_device()));
-    Axis* rows = reinterpret_cast<Axis*>(tables.mutable_data_ptr<uint8_t>());
-    Axis* cols = rows + s.H;
-    cuda_detail::axis_tables_kernel<<<cuda_detail::num_blocks(s.H + s.W), cuda_detail::kThreads, 0, stream>>>(
-        body, s.H, s.W, rows, cols);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const auto device_opts = at::TensorOptions().device(at::kCUDA, at::cuda::current_device());
+    at::Tensor tables;
+    const Axis* rows = nullptr;
+    const Axis* cols = nullptr;
+    if constexpr (!no_axis_tables<Body>) {
+      // Row and column tables: H + W entries, computed once so the main loop does no division
+      // beyond the index decomposition.
+      tables = at::empty({(s.H + s.W) * int64_t(sizeof(Axis))}, device_opts.dtype(at::kByte));
+      Axis* table_rows = reinterpret_cast<Axis*>(tables.mutable_data_ptr<uint8_t>());
+      cuda_detail::axis_tables_kernel<<<cuda_detail::num_blocks(s.H + s.W), cuda_detail::kThreads, 0, stream>>>(
+          body, s.H, s.W, table_rows, table_rows + s.H);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      rows = table_rows;
+      cols = table_rows + s.H;
+    }
     const auto blocks = cuda_detail::num_blocks(numel);
     at::Tensor total;
     unsigned long long* total_ptr = nullptr;
     if constexpr (counts<Body>) {
-      total = at::zeros({1}, tables.options().dtype(at::kLong));
+      total = at::zeros({1}, device_opts.dtype(at::kLong));
       total_ptr = reinterpret_cast<unsigned long long*>(total.mutable_data_ptr<int64_t>());
     }
     // 32-bit offsets (fast magic-number division) whenever the output allows it.

@@ -253,6 +253,7 @@ struct PhaseColumns {
   Strides4 is;
   int64_t cin, H, W, Tw, qy0, qx0;
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
 
@@ -275,6 +276,7 @@ struct PhaseWeights {
   int64_t cin_g, cout_g, kh, kw, sh, sw, Tw;
   bool phase_major;
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
 

@@ -89,6 +89,7 @@ struct SuppressionMask {
   int64_t n_boxes, n_blocks;
   T threshold;  // threshold_as<T>(iou_threshold)
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t i) const { return {i, 0}; }
   C10_HOST_DEVICE Axis col(int64_t b) const { return {b, 0}; }
 

@@ -113,6 +113,7 @@ struct CountOverlap {
   const int32_t* taken;  // [H, W] contiguous: 0 = free
   int64_t width, k;
   Region r;
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE int64_t operator()(int64_t, int64_t, int64_t, int64_t i, int64_t j, Axis, Axis) const {
@@ -129,6 +130,7 @@ struct Claim {
   int64_t width, k;
   Region r;
   int32_t id;
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE void operator()(int64_t, int64_t, int64_t, int64_t i, int64_t j, Axis, Axis) const {
@@ -149,6 +151,7 @@ struct RowExtent {
   const int64_t* instances;  // [n]
   int64_t* extents;          // [n, H, 2]
   int64_t height, width;
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE void operator()(int64_t, int64_t, int64_t i, int64_t y, int64_t, Axis, Axis) const {
@@ -218,6 +221,7 @@ struct ClaimStuff {
   const int32_t* lut;
   int32_t* out;
   int64_t width;
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE void operator()(int64_t, int64_t, int64_t, int64_t y, int64_t x, Axis, Axis) const {
@@ -265,6 +269,7 @@ struct Fuse {
   int32_t* out;  // [H, W] contiguous
   int64_t width;
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE T semantic(int64_t c, int64_t y, int64_t x) const { return T(sem[c * ss.c + y * ss.h + x * ss.w]); }
@@ -305,6 +310,7 @@ struct WinnerToSegment {
   const int32_t* lut;
   int32_t* map;  // [H, W] contiguous
   int64_t width;
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE void operator()(int64_t, int64_t, int64_t, int64_t y, int64_t x, Axis, Axis) const {

@@ -94,6 +94,7 @@ struct PasteRow {
   int64_t mh, mw, height, width;
   T threshold;
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
 
@@ -136,6 +137,7 @@ struct PasteIntoRow {
   int64_t num_masks, mh, mw, height, width;
   T threshold;
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
 
@@ -192,6 +194,7 @@ struct PasteResizedRow {  // element (0, k, y, 0) of a [1, K, H, 1] walk
   Strides4 ms;
   int64_t mh, mw, pad, height, width;
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
 

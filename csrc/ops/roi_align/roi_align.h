@@ -125,6 +125,7 @@ struct Forward {
   T spatial_scale;
   bool aligned;
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
 
@@ -155,6 +156,7 @@ struct MultiLevelForward {
   scalar_t* out;
   int64_t pooled_h, pooled_w, sampling_ratio;
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
 
@@ -241,6 +243,7 @@ struct BackwardScatter {
   T spatial_scale;
   bool aligned;
 
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
 

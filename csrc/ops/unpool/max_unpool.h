@@ -104,6 +104,7 @@ struct MaxUnpoolBackward {
   Strides4 grad_st, idx_st;
   int64_t H, W;
   bool grad_plane_flat;  // grad_st.w == 1 && grad_st.h == W
+  static constexpr bool kNoAxisTables = true;  // row/col trivial: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE Axis col(int64_t) const { return {0, 0}; }
   C10_HOST_DEVICE int64_t operator()(int64_t off, int64_t n, int64_t c, int64_t i, int64_t j, Axis, Axis) const {

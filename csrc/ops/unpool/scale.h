@@ -47,6 +47,7 @@ struct NearestBackward {
   scalar_t* out;
   Strides4 grad_st;
   int64_t sh, sw;
+  static constexpr bool kNoAxisTables = true;  // row/col one multiply: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t i) const { return {i * sh, 0}; }
   C10_HOST_DEVICE Axis col(int64_t j) const { return {j * sw, 0}; }
   C10_HOST_DEVICE void operator()(int64_t o, int64_t n, int64_t c, int64_t, int64_t, Axis ry, Axis cx) const {
@@ -90,6 +91,7 @@ struct BedOfNailsBackward {
   scalar_t* out;
   Strides4 grad_st;
   int64_t sh, sw;
+  static constexpr bool kNoAxisTables = true;  // row/col one multiply: no tables on CUDA (body.h)
   C10_HOST_DEVICE Axis row(int64_t i) const { return {i * sh, 0}; }
   C10_HOST_DEVICE Axis col(int64_t j) const { return {j * sw, 0}; }
   C10_HOST_DEVICE void operator()(int64_t o, int64_t n, int64_t c, int64_t, int64_t, Axis ry, Axis cx) const {
