@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 #include "common/body.h"
@@ -45,25 +46,54 @@ inline void check_args(const char* op, const at::Tensor& rois, const at::Tensor&
               pooled_w, "]");
 }
 
-// The rois in opmath precision, contiguous, after checking that every coordinate is finite,
+// The rois in opmath precision, contiguous, after checking, in this order, that every level
+// index names a level (multi_scale_roi_align: `levels`, `n_levels`), every coordinate is finite,
 // every batch index names an image (torchvision truncates it to an int) and adaptive sampling
-// stays bounded. On CUDA each check is a device-to-host read (up to four per call: finiteness,
-// batch indices, and the two adaptive sampling bounds), so the op cannot be captured in a CUDA graph.
+// stays bounded. The checks are reductions on the rois' device into one small summary that is
+// read back once: on CUDA one device-to-host copy per call (a sync, so the op cannot be captured
+// in a CUDA graph), whatever the number of checks. The same tensor ops run on the CPU, where the
+// read is free.
 inline at::Tensor prepared_rois(const char* op, const at::Tensor& rois, int64_t batch, at::ScalarType acc,
-                                double spatial_scale, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio) {
+                                double spatial_scale, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+                                const at::Tensor* levels = nullptr, int64_t n_levels = 0) {
   auto r = rois.to(acc).contiguous();
   if (r.size(0) == 0) return r;
-  TORCH_CHECK(at::isfinite(r).all().item<bool>(), "fastseg.", op,
-              ": rois must be finite, got a NaN or infinite coordinate");
-  const auto b = r.select(1, 0);
-  TORCH_CHECK(((b > -1) & (b < batch)).all().item<bool>(), "fastseg.", op, ": rois[:, 0] (batch index) must be in [0, ",
-              batch, "), got values in [", b.min().item<double>(), ", ", b.max().item<double>(), "]");
+  // The summary (double): [per column of the rois: min x5, max x5; (adaptive sampling: samples
+  // per bin along x, along y); (levels: min, max)]. Every coordinate is finite iff the column
+  // minima and maxima are (aminmax propagates NaN, and an infinity is a minimum or a maximum);
+  // column 0's are the batch index range.
+  const auto columns = at::aminmax(r, /*dim=*/0);
+  std::vector<at::Tensor> parts{at::cat({std::get<0>(columns), std::get<1>(columns)}).to(at::kDouble)};
   if (sampling_ratio <= 0) {
-    // roi sizes (the aligned shift does not change them)
-    auto h = (r.select(1, 4) - r.select(1, 2)).to(at::kDouble) * spatial_scale;
-    auto w = (r.select(1, 3) - r.select(1, 1)).to(at::kDouble) * spatial_scale;
-    const double gh = at::ceil(h.clamp_min(1) / pooled_h).max().item<double>();
-    const double gw = at::ceil(w.clamp_min(1) / pooled_w).max().item<double>();
+    // Samples per bin along x and y: the largest ceil(max(roi size, 1) / pooled size), taken as
+    // ceil(largest size / pooled size) (the same value: division by a positive number and ceil
+    // are monotone). Roi sizes (w, h) from columns (x2, y2) - (x1, y1); the aligned shift does
+    // not change them. Scalar divisors: a divisor tensor would be one more host-device copy.
+    const auto size = (r.narrow(1, 3, 2) - r.narrow(1, 1, 2)).to(at::kDouble) * spatial_scale;
+    const auto largest = size.clamp_min(1).amax(0);
+    parts.push_back(
+        at::ceil(at::stack({largest.select(0, 0) / double(pooled_w), largest.select(0, 1) / double(pooled_h)})));
+  }
+  if (levels != nullptr) {
+    const auto level_range = at::aminmax(*levels);
+    parts.push_back(at::stack({std::get<0>(level_range), std::get<1>(level_range)}).to(at::kDouble));
+  }
+  const at::Tensor summary = (parts.size() == 1 ? parts[0] : at::cat(parts)).to(at::kCPU);  // the one read
+  const double* lo = summary.const_data_ptr<double>();
+  const double* hi = lo + 5;
+  const double* samples = lo + 10;                                     // adaptive sampling only
+  const double* level_range_v = lo + (sampling_ratio <= 0 ? 12 : 10);  // levels only
+  if (levels != nullptr) {
+    TORCH_CHECK(level_range_v[0] >= 0 && level_range_v[1] < double(n_levels), "fastseg.", op,
+                ": levels must be in [0, ", n_levels, ")");
+  }
+  bool finite = true;
+  for (int i = 0; i < 5; ++i) finite = finite && std::isfinite(lo[i]) && std::isfinite(hi[i]);
+  TORCH_CHECK(finite, "fastseg.", op, ": rois must be finite, got a NaN or infinite coordinate");
+  TORCH_CHECK(lo[0] > -1 && hi[0] < double(batch), "fastseg.", op, ": rois[:, 0] (batch index) must be in [0, ", batch,
+              "), got values in [", lo[0], ", ", hi[0], "]");
+  if (sampling_ratio <= 0) {
+    const double gw = samples[0], gh = samples[1];
     TORCH_CHECK(gh * gw <= kMaxSamplesPerBin, "fastseg.", op, ": rois too large for adaptive sampling (", gh, "x", gw,
                 " samples per bin at spatial_scale ", spatial_scale, "); pass sampling_ratio > 0");
   }
@@ -225,10 +255,9 @@ at::Tensor multi_scale_roi_align(at::TensorList features, const at::Tensor& rois
   const int64_t K = rois.size(0), C = f0.size(1);
   auto out = empty_4d(f0, K, C, pooled_h, pooled_w, f0.scalar_type());
   if (out.numel() == 0) return out;
-  TORCH_CHECK(((levels >= 0) & (levels < L)).all().item<bool>(), "fastseg.", op, ": levels must be in [0, ", L, ")");
   const auto acc = opmath_of(f0.scalar_type());
   const double max_scale = *std::max_element(scales.begin(), scales.end());
-  const auto r = prepared_rois(op, rois, f0.size(0), acc, max_scale, pooled_h, pooled_w, sampling_ratio);
+  const auto r = prepared_rois(op, rois, f0.size(0), acc, max_scale, pooled_h, pooled_w, sampling_ratio, &levels, L);
   const auto lvl = levels.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f0.scalar_type(), "fastseg.multi_scale_roi_align", [&] {
     using T = at::opmath_type<scalar_t>;
