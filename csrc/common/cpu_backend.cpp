@@ -1,7 +1,8 @@
-// The switch between the CPU row kernels and the per-element bodies (see cpu_backend.h), and the
-// owner of the `fastseg_testing` op namespace: the testing switches of every op family (this one,
-// and TORCH_LIBRARY_FRAGMENT(fastseg_testing) in csrc/ops/*/<family>.cpp). They are not part of
-// the public `fastseg` op namespace; Python uses them through fastseg.testing.strategy(...).
+// The switch between the CPU row kernels and the per-element bodies (declared in body.h; read by
+// cpu_backend.h and the CPU-only flows), and the owner of the `fastseg_testing` op namespace: the
+// testing switches of every op family (this one, and TORCH_LIBRARY_FRAGMENT(fastseg_testing) in
+// csrc/ops/*/<family>.cpp). They are not part of the public `fastseg` op namespace; Python uses
+// them through fastseg.testing.strategy(...).
 #include <atomic>
 
 #include <torch/library.h>

@@ -162,7 +162,7 @@ struct MaxPoolCompact {
     offsets[o] = uint8_t((by - y0) * gw.k + (bx - x0));
   }
 
-  // Row form for the CPU (contract in common/cpu_backend.h): 2x2 / stride 2 / no padding
+  // Row form for the CPU (contract in common/body.h): 2x2 / stride 2 / no padding
   // windows that lie wholly inside the input go through pool_row_k2 (unpool_rows_cpu.h), the rest
   // (ceil-mode edges, other geometries) through operator().
   int64_t ow = 0;  // output width, for the row form

@@ -63,7 +63,7 @@ struct MaxUnpoolGather {
     }, [&](int64_t i, int64_t j) { return in[in_st.at(n, c, i, j)]; });
   }
 
-  // Row form for the CPU (contract in common/cpu_backend.h), see unpool_row.
+  // Row form for the CPU (contract in common/body.h), see unpool_row.
   static constexpr bool kRowKernel = !kOverlap;
   int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t y, Axis ry, const Axis*, void* scratch) const {
     if (ry.a > ry.b) return unpool_row<scalar_t>(out + off0, scratch, W, nullptr, 0, gw, [](int64_t) { return int64_t(-1); });
@@ -77,7 +77,7 @@ struct MaxUnpoolGather {
                       [&](int64_t j) { return ip[j * idx_st.w] - row0; });
   }
 
-  // Plane form for the CPU (contract in common/cpu_backend.h): 2x2 / stride 2 / no padding.
+  // Plane form for the CPU (contract in common/body.h): 2x2 / stride 2 / no padding.
   static constexpr bool kPlaneKernel = !kOverlap;
   bool plane_ok() const {
     return k2_row(gh.k, gh.s, gh.p, 1, 1) && k2_row(gw.k, gw.s, gw.p, in_st.w, idx_st.w);
@@ -117,7 +117,7 @@ struct MaxUnpoolBackward {
     return inside;
   }
 
-  // Plane form for the CPU (contract in common/cpu_backend.h): a contiguous index plane and a
+  // Plane form for the CPU (contract in common/body.h): a contiguous index plane and a
   // row-major grad plane make the plane one flat gather; the pooled rows (7 to 30 windows in
   // SegNet and DeconvNet) are too short to pay for a call each.
   static constexpr bool kPlaneKernel = true;

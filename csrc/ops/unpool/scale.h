@@ -1,6 +1,6 @@
 // Unpooling family, the scale ops unpool_nearest2d and unpool_bed_of_nails2d (an integer scale
 // per axis, no indices): their forward and backward bodies (docs/design.md §4, §5.1; contract in
-// common/cpu_backend.h). The CPU row loops are in unpool_rows_cpu.h, the flow in scale_ops.h.
+// common/body.h). The CPU row loops are in unpool_rows_cpu.h, the flow in scale_ops.h.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +26,7 @@ struct NearestForward {
     out[o] = in[in_st.at(n, c, ry.a, cx.a)];
   }
 
-  // Row form for the CPU (contract in common/cpu_backend.h).
+  // Row form for the CPU (contract in common/body.h).
   int64_t w = 0;  // input width
   static constexpr bool kRowKernel = true;
   int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t, Axis ry, const Axis* cols, void*) const {
@@ -58,7 +58,7 @@ struct NearestBackward {
     out[o] = scalar_t(sum);
   }
 
-  // Row form for the CPU (contract in common/cpu_backend.h): the 2x2 blocks vectorised.
+  // Row form for the CPU (contract in common/body.h): the 2x2 blocks vectorised.
   int64_t w = 0;  // grad_input width
   static constexpr bool kRowKernel = true;
   int64_t run_row(int64_t off0, int64_t n, int64_t c, int64_t i, Axis ry, const Axis* cols, void*) const {

@@ -5,7 +5,7 @@
 // leaves to the per-element body (plane_rows_after).
 //
 // Every struct in max_unpool.h, compact.h and scale.h is a *body* (contract in
-// common/cpu_backend.h): it computes one output element; CpuBackend and CudaBackend only decide
+// common/body.h): it computes one output element; CpuBackend and CudaBackend only decide
 // which thread runs which element. Index math is int64. Values are only moved, never combined,
 // except in the backward sums (done in opmath).
 #pragma once
