@@ -15,7 +15,9 @@ are dispatcher ops in their own namespace, ``torch.ops.fastseg_testing.*``, not 
 Settings and their choices (:data:`SETTINGS`; the first is the default, for ``cpu_isa`` unless
 ``FASTSEG_CPU_ISA`` is set)::
 
-    conv_transpose      "auto"     by shape (csrc/ops/conv_transpose/conv_transpose_ops.h)
+    conv_transpose      "auto"     by shape, and on the CPU by a one-time measurement where
+                                   the phase GEMM and ATen both apply (see
+                                   :func:`conv_transpose_choices`)
                         "direct"   a gather per output element
                         "gemm"     the phase GEMM (needs dilation 1; else "direct" runs)
                         "aten"     ATen's transposed convolution over the crop
@@ -66,7 +68,8 @@ import torch
 
 from . import _loader
 
-__all__ = ["SETTINGS", "CPU_ISA_LEVELS", "strategy", "current", "cpu_isa_supported", "cpu_isa_in_effect"]
+__all__ = ["SETTINGS", "CPU_ISA_LEVELS", "strategy", "current", "cpu_isa_supported", "cpu_isa_in_effect",
+           "conv_transpose_choices"]
 
 #: Each setting's choices, in the order of the C++ switch's integers (0 first, the default).
 #: cpu_row_kernels is a bool (True, the default, first).
@@ -176,3 +179,19 @@ class strategy(contextlib.ContextDecorator):  # noqa: N801 (used like a function
 def _restore(saved: List[Tuple[str, Union[int, bool]]]) -> None:
     for setting, raw in reversed(saved):
         _set(setting, raw)
+
+
+_CHOICE_KEY = ("N", "Cin", "Cout", "groups", "H", "W", "OH", "OW", "kh", "kw", "sh", "sw", "ph", "pw", "crop_top",
+               "crop_left", "dtype", "input_channels_last", "out_channels_last", "threads", "bias")
+
+
+def conv_transpose_choices(clear: bool = False) -> List[Dict[str, Any]]:
+    """The CPU transpose-convolution strategies measured in this process so far (docs/design.md
+    §5.2): one dict per problem, its key fields (``out_channels_last`` is -1 for a new output)
+    and ``"strategy"``, ``"gemm"`` or ``"aten"``. ``clear=True`` also forgets them, so the next
+    call of each problem measures again (tests; not thread-safe against running ops)."""
+    _require_switches()
+    rows = getattr(torch.ops, _NAMESPACE).conv_transpose_measured(bool(clear)).tolist()
+    names = {2: "gemm", 3: "aten"}
+    return [dict(zip(_CHOICE_KEY, row[:-1]), strategy=names[row[-1]]) for row in rows]
+

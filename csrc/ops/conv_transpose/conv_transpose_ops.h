@@ -20,6 +20,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <vector>
 
@@ -39,6 +40,14 @@ enum class Strategy : int64_t { kAuto = 0, kDirect = 1, kPhaseGemm = 2, kAten = 
 
 // Testing hook (conv_transpose.cpp): kAuto unless a test forces a strategy.
 Strategy forced_strategy();
+
+// The CPU's measured choice between the phase GEMM and ATen (conv_transpose.cpp; see
+// measured_strategy below): the process-wide cache, keyed by the problem, and whether measuring
+// is on (FASTSEG_CONV_TRANSPOSE_MEASURE=0 turns it off: the shape rule alone decides).
+std::optional<Strategy> cached_strategy(const std::vector<int64_t>& key);
+void cache_strategy(const std::vector<int64_t>& key, Strategy strategy);
+bool measure_strategies();
+int64_t cpu_threads();  // at::get_num_threads(), from a CPU translation unit
 
 constexpr int64_t kMaxGeometry = int64_t(1) << 31;  // keeps every product below in int64
 
@@ -303,12 +312,11 @@ inline at::Tensor run_aten(const Problem& pr, const at::Tensor& input, const at:
   return y.narrow(2, start[0], pr.h.n_out).narrow(3, start[1], pr.w.n_out);
 }
 
-// Computes the op into `out` ([N, Cout, OH, OW], any strides), or into a new tensor in the
+// Runs one strategy into `out` ([N, Cout, OH, OW], any strides), or into a new tensor in the
 // memory format of `input` when `out` is undefined. Returns the tensor written.
 template <typename Backend>
-at::Tensor compute(const Problem& pr, const at::Tensor& input, const at::Tensor& weight,
-                   const std::optional<at::Tensor>& bias, at::Tensor out) {
-  const Strategy strategy = choose_strategy(pr);
+at::Tensor run_strategy(Strategy strategy, const Problem& pr, const at::Tensor& input, const at::Tensor& weight,
+                        const std::optional<at::Tensor>& bias, at::Tensor out) {
   if (strategy == Strategy::kAten && pr.N * pr.cout * pr.h.n_out * pr.w.n_out > 0) {
     auto result = run_aten(pr, input, weight, bias);
     if (!out.defined()) {
@@ -326,6 +334,57 @@ at::Tensor compute(const Problem& pr, const at::Tensor& input, const at::Tensor&
     run_direct<Backend>(pr, input, weight, bias, out);
   }
   return out;
+}
+
+// Below this many multiply-adds the shape rule decides alone (a call of ~0.1 ms or less, where
+// the measurement's noise exceeds what a choice could win).
+constexpr int64_t kMeasureMinMacs = int64_t(1) << 24;
+
+// The phase GEMM against ATen's transposed convolution on this machine: which wins depends on the
+// CPU (oneDNN's kernels are ~2x faster on Zen 5 than on Zen 4 for U-Net's up1; channels-last
+// Mask R-CNN mask-head up-convolution: ATen 75 ms vs phase GEMM 107 ms on Zen 4, NCHW 150 vs
+// 111 ms). So the first call of each problem (shapes, strides class, dtype, threads) times both,
+// twice each, alternating, into scratch outputs, and the process keeps the choice: ATen only if
+// its faster run beats the phase GEMM's by 5 % (a near tie keeps the phase GEMM, so noise rarely
+// flips it). Later calls of that problem reuse it: one strategy, one rounding, per process.
+template <typename Backend>
+Strategy measured_strategy(const Problem& pr, const at::Tensor& input, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& bias, const at::Tensor& out) {
+  const std::vector<int64_t> key{pr.N, pr.cin, pr.cout, pr.groups, pr.h.n_in, pr.w.n_in, pr.h.n_out, pr.w.n_out,
+                                 pr.h.k, pr.w.k, pr.h.s, pr.w.s, pr.h.p, pr.w.p, pr.h.crop, pr.w.crop,
+                                 int64_t(input.scalar_type()), is_channels_last(input),
+                                 out.defined() ? int64_t(out_shape(out).channels_last) : int64_t(-1),
+                                 cpu_threads(), bias.has_value()};
+  if (auto hit = cached_strategy(key)) return *hit;
+  double best[2] = {1e300, 1e300};
+  const Strategy candidates[2] = {Strategy::kPhaseGemm, Strategy::kAten};
+  for (int round = 0; round < 2; ++round) {
+    for (int c = 0; c < 2; ++c) {
+      at::Tensor scratch = out.defined() ? at::empty_like(out) : at::Tensor();
+      const auto t0 = std::chrono::steady_clock::now();
+      run_strategy<Backend>(candidates[c], pr, input, weight, bias, scratch);
+      best[c] = std::min(best[c], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  const Strategy chosen = best[1] < 0.95 * best[0] ? Strategy::kAten : Strategy::kPhaseGemm;
+  cache_strategy(key, chosen);
+  return chosen;
+}
+
+// Computes the op into `out`, or into a new tensor when `out` is undefined (run_strategy).
+template <typename Backend>
+at::Tensor compute(const Problem& pr, const at::Tensor& input, const at::Tensor& weight,
+                   const std::optional<at::Tensor>& bias, at::Tensor out) {
+  Strategy strategy = choose_strategy(pr);
+  if constexpr (Backend::kIsCpu) {
+    const int64_t macs = pr.N * pr.cout * pr.h.n_out * pr.w.n_out * ceil_div(pr.h.k, pr.h.s) *
+                         ceil_div(pr.w.k, pr.w.s) * pr.cin_g;
+    if (strategy == Strategy::kPhaseGemm && forced_strategy() == Strategy::kAuto && macs >= kMeasureMinMacs &&
+        measure_strategies()) {
+      strategy = measured_strategy<Backend>(pr, input, weight, bias, out);
+    }
+  }
+  return run_strategy<Backend>(strategy, pr, input, weight, bias, out);
 }
 
 template <typename Backend>
