@@ -111,11 +111,10 @@ def stages(model, images: List[torch.Tensor], is_torchvision: bool) -> Dict[str,
         labels = [r["labels"] for r in result]
 
         def mask_stage():
-            logits = heads.mask_predictor(heads.mask_head(heads.mask_roi_pool(feats, boxes, sizes)))
+            x = heads.mask_head(heads.mask_roi_pool(feats, boxes, sizes))
             if is_torchvision:
-                return maskrcnn_inference(logits, labels)
-            lab = torch.cat(labels)
-            return logits.sigmoid()[torch.arange(lab.shape[0], device=lab.device), lab][:, None]
+                return maskrcnn_inference(heads.mask_predictor(x), labels)
+            return heads.mask_predictor.class_logits(x, torch.cat(labels)).sigmoid()
 
         probs = mask_stage()
         if not is_torchvision:

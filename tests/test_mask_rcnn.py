@@ -422,3 +422,23 @@ def test_postprocess_detections_filters_before_decoding(seed):
         assert torch.equal(r["labels"], labels)
         assert torch.equal(r["scores"], scores)
         torch.testing.assert_close(r["boxes"], boxes, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("k", [0, 1, 7])
+def test_mask_predictor_class_logits(channels_last, k):
+    """Inference computes only each RoI's label logits: equal to all classes' logits indexed."""
+    from fastseg.models.heads.roi_heads import MaskRCNNPredictor
+    torch.manual_seed(k)
+    pred = MaskRCNNPredictor(16, 12, 5).eval()
+    with torch.no_grad():
+        pred.mask_fcn_logits.bias.normal_()
+    x = torch.randn(k, 16, 7, 9)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 5, (k,))
+    with torch.no_grad():
+        got = pred.class_logits(x, labels)
+        want = pred(x)[torch.arange(k), labels][:, None]
+    assert got.shape == (k, 1, 14, 18)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

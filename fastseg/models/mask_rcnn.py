@@ -153,7 +153,9 @@ def maskrcnn_resnet_fpn(*, num_classes: int = 91, depth: int = 50, width: int = 
     fpn_channels=32, representation_size=128, min_size=128). `weights`: a torchvision-layout
     state dict or a path to one (nothing downloads). Like torchvision, with weights the backbone
     uses FrozenBatchNorm2d and trains its last 3 stages; without, BatchNorm2d and all 5.
-    Default: torchvision's arithmetic operation for operation (equal outputs).
+    Default: torchvision's arithmetic operation for operation up to the masks (equal boxes,
+    scores and labels); the mask logits are computed for each detection's label only (a
+    per-pixel dot product instead of all classes' 1x1 convolution), equal up to float rounding.
     `fast_backbone=True` folds frozen / eval-mode batch norms into the convolutions and runs the
     backbone channels-last: about 1.4x end to end on a 2-core CPU, with float rounding differences
     (~1e-6 relative; a detection whose score or IoU sits within rounding of a threshold can

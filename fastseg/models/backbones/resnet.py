@@ -184,7 +184,14 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.maxpool(self.relu(conv_bn(self.conv1, self.bn1, x, self.fold_bn)))
+        x = self.relu(conv_bn(self.conv1, self.bn1, x, self.fold_bn))
+        if x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last):
+            # ATen's CPU max pooling is ~15x faster channels-last than NCHW (3 vs 58 ms for the
+            # stem of an 800x1088 image on Zen 4): the round trip costs less than it saves, and
+            # a maximum is exact in either layout.
+            x = self.maxpool(x.contiguous(memory_format=torch.channels_last)).contiguous()
+        else:
+            x = self.maxpool(x)
         out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
         for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
             x = layer(x)

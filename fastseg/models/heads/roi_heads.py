@@ -76,6 +76,21 @@ class MaskRCNNPredictor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mask_fcn_logits(self.relu(self.conv5_mask(x)))
 
+    def class_logits(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """`forward(x)[arange(K), labels][:, None]`, the one class inference keeps per RoI, as a
+        dot product per pixel instead of every class's 1x1 convolution (91x fewer multiply-adds
+        for COCO; equal up to float rounding)."""
+        f = self.relu(self.conv5_mask(x))
+        k, c, h, w = f.shape
+        weight = self.mask_fcn_logits.weight.reshape(-1, c)[labels]  # [K, C]
+        if f.is_contiguous():
+            out = torch.bmm(weight.unsqueeze(1), f.reshape(k, c, h * w))  # [K, 1, HW]
+        else:  # channels-last: [K, HW, C] is a view
+            out = torch.bmm(f.permute(0, 2, 3, 1).reshape(k, h * w, c), weight.unsqueeze(2)).transpose(1, 2)
+        if self.mask_fcn_logits.bias is not None:
+            out = out + self.mask_fcn_logits.bias[labels].reshape(k, 1, 1)
+        return out.reshape(k, 1, h, w)
+
 
 class RoIHeads(nn.Module):
     """`forward(features, proposals, image_sizes, targets=None) -> (detections, losses)`."""
@@ -181,13 +196,18 @@ class RoIHeads(nn.Module):
             pos_matched = [m[i] for m, i in zip(matched_idxs, positive)]
         else:
             mask_proposals = [r["boxes"] for r in result]
-        mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_sizes)))
+        mask_features = self.mask_head(self.mask_roi_pool(features, mask_proposals, image_sizes))
         if self.training:
-            losses["loss_mask"] = maskrcnn_loss(mask_logits, mask_proposals, [t["masks"] for t in targets],
-                                                [t["labels"] for t in targets], pos_matched)
+            losses["loss_mask"] = maskrcnn_loss(self.mask_predictor(mask_features), mask_proposals,
+                                                [t["masks"] for t in targets], [t["labels"] for t in targets],
+                                                pos_matched)
         else:
             labels = torch.cat([r["labels"] for r in result])
-            logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels][:, None]
+            if isinstance(self.mask_predictor, MaskRCNNPredictor):  # only the labels' logits
+                logits = self.mask_predictor.class_logits(mask_features, labels)
+            else:  # a user's predictor: every class, then the labels' channels
+                mask_logits = self.mask_predictor(mask_features)
+                logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels][:, None]
             out = logits if self.mask_output == "mask_logits" else logits.sigmoid()
             for r, p in zip(result, out.split([r["labels"].shape[0] for r in result], 0)):
                 r[self.mask_output] = p
