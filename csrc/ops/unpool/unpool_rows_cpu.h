@@ -75,8 +75,8 @@ C10_ALWAYS_INLINE int64_t unpool_plane_k2_rows_loop(scalar_t* out, int64_t W, in
 }
 
 // Rows of few windows (DeconvNet's unpool5: 7): there the per-row
-// vector set-up and remainders cost more than the work. As PyTorch's max_unpool2d: each row pair
-// is zeroed, then each window's value is stored at the pixel its index names; here only if that
+// vector set-up and remainders cost more than the work. As PyTorch's max_unpool2d: the plane is
+// zeroed, then each window's value is stored at the pixel its index names; here only if that
 // pixel is inside the window (else a 0 over the window's own first pixel, and no count),
 // branch-free: the window's row is random data.
 template <typename scalar_t, typename Target>
@@ -85,16 +85,18 @@ C10_ALWAYS_INLINE int64_t unpool_plane_k2_scatter_loop(scalar_t* out, int64_t W,
                                                        const Target& target) {
   const int64_t m = std::min(n, W / 2);  // windows with both columns inside the rows
   int64_t hits = 0;
+  // One fill for the plane (a few hundred bytes at these widths: the stores below hit L1), not
+  // one call per row pair of 7 windows.
+  std::fill(out, out + rows * W, scalar_t(0));
   for (int64_t y = 0; y < rows; y += 2) {
     scalar_t* top = out + y * W;
-    std::fill(top, top + 2 * W, scalar_t(0));  // per row pair: the stores below hit L1
     const scalar_t* v = values + (y / 2) * value_row_stride;
     for (int64_t j = 0; j < m; ++j) {
       const int64_t d = target(y, j) - 2 * j;
       // 0 or 1 (the two tests exclude each other), and arithmetic rather than ?: or ||, which
       // GCC turns into branches that mispredict on half of the windows
       const int64_t found = int64_t(uint64_t(d) < 2) + int64_t(uint64_t(d - W) < 2);
-      top[2 * j + found * d] = keep_or_zero(found != 0, v[j]);
+      top[2 * j + (d & -found)] = keep_or_zero(found != 0, v[j]);
       hits += found;
     }
     // A last window with one column in the rows (odd W), and columns no window covers (W > 2n).
