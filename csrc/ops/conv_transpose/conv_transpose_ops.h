@@ -377,9 +377,9 @@ at::Tensor compute(const Problem& pr, const at::Tensor& input, const at::Tensor&
                    const std::optional<at::Tensor>& bias, at::Tensor out) {
   Strategy strategy = choose_strategy(pr);
   if constexpr (Backend::kIsCpu) {
-    const int64_t macs = pr.N * pr.cout * pr.h.n_out * pr.w.n_out * ceil_div(pr.h.k, pr.h.s) *
-                         ceil_div(pr.w.k, pr.w.s) * pr.cin_g;
-    if (strategy == Strategy::kPhaseGemm && forced_strategy() == Strategy::kAuto && macs >= kMeasureMinMacs &&
+    const double macs = double(pr.N) * double(pr.cout) * double(pr.h.n_out) * double(pr.w.n_out) *
+                        double(ceil_div(pr.h.k, pr.h.s) * ceil_div(pr.w.k, pr.w.s)) * double(pr.cin_g);
+    if (strategy == Strategy::kPhaseGemm && forced_strategy() == Strategy::kAuto && macs >= double(kMeasureMinMacs) &&
         measure_strategies()) {
       strategy = measured_strategy<Backend>(pr, input, weight, bias, out);
     }
