@@ -442,3 +442,15 @@ def test_mask_predictor_class_logits(channels_last, k):
         want = pred(x)[torch.arange(k), labels][:, None]
     assert got.shape == (k, 1, 14, 18)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_mask_predictor_class_logits_autocast():
+    """Under bfloat16 autocast the label logits have the dtype all classes' logits would have."""
+    from fastseg.models.heads.roi_heads import MaskRCNNPredictor
+    pred = MaskRCNNPredictor(16, 12, 5).eval()
+    x, labels = torch.randn(3, 16, 7, 7), torch.tensor([4, 0, 2])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = pred.class_logits(x, labels)
+        want = pred(x)[torch.arange(3), labels][:, None]
+    assert got.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)

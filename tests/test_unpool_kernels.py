@@ -132,3 +132,31 @@ def test_cpu_row_forms_every_isa_vs_pytorch(cpu_isa):
                 check_max_unpool2d_compact(vc, off, 2, output_size=(h, w), desc=desc)
                 check_unpool_nearest2d(x, 2, desc=desc)
                 check_unpool_bed_of_nails2d(x, 2, desc=desc)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_max_unpool_scatter_plane_form_hand_made_indices(dtype):
+    """max_unpool2d's CPU scatter plane form (rows of < 12 windows) against the per-element form
+    and a sequential scatter: hand-made indices anywhere in the plane (out of their window,
+    repeated: the larger input position wins), odd and ceil-mode output sizes, and an index out
+    of range raising as the per-element form does."""
+    g = torch_gen(7)
+    for trial in range(60):
+        n, c = 1 + trial % 2, 1 + trial % 3
+        h, w = 1 + trial % 5, 1 + (trial * 7) % 11
+        H, W = max(1, 2 * h - trial % 2), max(1, 2 * w - (trial // 2) % 2)
+        v = torch.randn(n, c, h, w, generator=g).to(dtype)
+        idx = torch.randint(0, H * W, (n, c, h, w), generator=g)
+        got = fops.max_unpool2d(v, idx, 2, 2, output_size=(H, W))
+        with helpers.strategy(cpu_row_kernels=False):
+            element = fops.max_unpool2d(v, idx, 2, 2, output_size=(H, W))
+        want = torch.zeros(n * c, H * W, dtype=dtype)
+        for p in range(n * c):  # sequential: later (larger) input positions overwrite
+            for t, val in zip(idx.view(n * c, -1)[p].tolist(), v.view(n * c, -1)[p]):
+                want[p, t] = val
+        assert_same(got, element)
+        assert_same(got, want.view(n, c, H, W))
+        idx.view(-1)[trial % idx.numel()] = -1 if trial % 2 else H * W
+        for form in (True, False):
+            with helpers.strategy(cpu_row_kernels=form), pytest.raises(RuntimeError, match="indices must lie in"):
+                fops.max_unpool2d(v, idx, 2, 2, output_size=(H, W))

@@ -43,7 +43,9 @@ constexpr bool has_row_kernel = row_kernel_of<Body>::value;
 //   bool plane_ok() const;   // whether run_plane applies to this call's geometry and strides
 //   int64_t run_plane(int64_t plane_offset, int64_t n, int64_t c, int64_t H, int64_t W) const;
 // which writes the H x W plane (n, c) as operator() would and returns the same count. Switched
-// off with the row forms.
+// off with the row forms. One exception, where the flow allows it: max_unpool2d's scatter plane
+// form writes the op's final result for any in-range index (operator() plus the flow's fallback)
+// and counts the in-range indices (max_unpool.h).
 template <typename Body, typename = void>
 struct plane_kernel_of : std::false_type {};
 template <typename Body>

@@ -77,13 +77,20 @@ struct MaxUnpoolGather {
                       [&](int64_t j) { return ip[j * idx_st.w] - row0; });
   }
 
-  // Plane form for the CPU (contract in common/body.h): 2x2 / stride 2 / no padding.
+  // Plane form for the CPU (contract in common/body.h): 2x2 / stride 2 / no padding. Below
+  // kPlaneScatterMaxWindows windows per row it is PyTorch's scatter, which writes the flow's
+  // final result (max_unpool2d's, out-of-window indices included) and counts the in-range
+  // indices: equal to the total only when the validation pass would find nothing to do.
   static constexpr bool kPlaneKernel = !kOverlap;
   bool plane_ok() const {
     return k2_row(gh.k, gh.s, gh.p, 1, 1) && k2_row(gw.k, gw.s, gw.p, in_st.w, idx_st.w);
   }
   int64_t run_plane(int64_t off0, int64_t n, int64_t c, int64_t H, int64_t) const {
     const int64_t* ip = idx + idx_st.at(n, c, 0, 0);
+    if (gw.n < kPlaneScatterMaxWindows) {  // few windows per row: PyTorch's own scatter
+      return max_unpool_plane_scatter(out + off0, H, W, in + in_st.at(n, c, 0, 0), in_st.h, ip, idx_st.h, gh.n,
+                                      gw.n);
+    }
     const int64_t rows = 2 * std::min(gh.n, H / 2);  // the rows of full window rows
     const int64_t hits = unpool_plane_k2(out + off0, W, rows, in + in_st.at(n, c, 0, 0), in_st.h, gw.n,
                                          [ip, st = idx_st.h, W = W](int64_t y, int64_t j) {

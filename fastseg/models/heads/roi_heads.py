@@ -88,7 +88,8 @@ class MaskRCNNPredictor(nn.Module):
         else:  # channels-last: [K, HW, C] is a view
             out = torch.bmm(f.permute(0, 2, 3, 1).reshape(k, h * w, c), weight.unsqueeze(2)).transpose(1, 2)
         if self.mask_fcn_logits.bias is not None:
-            out = out + self.mask_fcn_logits.bias[labels].reshape(k, 1, 1)
+            # in bmm's dtype (autocast's, as the 1x1 convolution's result would be)
+            out = out + self.mask_fcn_logits.bias[labels].reshape(k, 1, 1).to(out.dtype)
         return out.reshape(k, 1, h, w)
 
 
