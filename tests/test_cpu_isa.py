@@ -61,8 +61,8 @@ def test_default_comes_from_the_environment():
 
 _CHILD = """
 import torch, fastseg.ops as fops, fastseg.testing as T
-v, i = torch.nn.functional.max_pool2d(torch.randn(1, 2, 8, 40), 2, return_indices=True)
-fops.max_unpool2d(v, i, 2)  # the row loops: reads FASTSEG_CPU_ISA
+v, i = torch.nn.functional.max_pool2d(torch.randn(1, 2, 8, 160), 2, return_indices=True)
+fops.max_unpool2d(v, i, 2)  # the row loops (80 windows per row): reads FASTSEG_CPU_ISA
 print("CAP", T.current()["cpu_isa"], T.cpu_isa_in_effect(), T.cpu_isa_supported())
 """
 
@@ -90,7 +90,7 @@ def test_bad_environment_value_raises_at_first_op_naming_the_variable():
     import os
     os.environ["FASTSEG_CPU_ISA"] = "avx9000"
     import torch, fastseg.ops as fops
-    x = torch.randn(1, 2, 8, 40)  # importing did not raise; the first op using the loops does
+    x = torch.randn(1, 2, 8, 160)  # importing did not raise; the first op using the loops does (80 windows: the row loops)
     v, i = torch.nn.functional.max_pool2d(x, 2, return_indices=True)
     fops.max_unpool2d(v, i, 2)
     """

@@ -78,7 +78,7 @@ struct MaxUnpoolGather {
   }
 
   // Plane form for the CPU (contract in common/body.h): 2x2 / stride 2 / no padding. Below
-  // kPlaneScatterMaxWindows windows per row it is PyTorch's scatter, which writes the flow's
+  // kFlatScatterMaxWindows windows per row it is PyTorch's scatter, which writes the flow's
   // final result (max_unpool2d's, out-of-window indices included) and counts the in-range
   // indices: equal to the total only when the validation pass would find nothing to do.
   static constexpr bool kPlaneKernel = !kOverlap;
@@ -87,7 +87,7 @@ struct MaxUnpoolGather {
   }
   int64_t run_plane(int64_t off0, int64_t n, int64_t c, int64_t H, int64_t) const {
     const int64_t* ip = idx + idx_st.at(n, c, 0, 0);
-    if (gw.n < kPlaneScatterMaxWindows) {  // few windows per row: PyTorch's own scatter
+    if (gw.n < kFlatScatterMaxWindows) {  // up to a few dozen windows per row: PyTorch's own scatter
       return max_unpool_plane_scatter(out + off0, H, W, in + in_st.at(n, c, 0, 0), in_st.h, ip, idx_st.h, gh.n,
                                       gw.n);
     }

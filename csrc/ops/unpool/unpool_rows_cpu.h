@@ -129,13 +129,21 @@ inline int64_t unpool_plane_k2(scalar_t* out, int64_t W, int64_t rows, const sca
   });
 }
 
-// max_unpool2d's plane of few windows per row, as PyTorch's CPU kernel computes it: the H x W
+// max_unpool2d's plane of up to a few dozen windows per row, as PyTorch's CPU kernel computes it: the H x W
 // plane zeroed, then every pooled value stored at the flat index its index names, in input order
 // (a later window overwrites: the larger input position wins). That is max_unpool2d's result for
 // any index inside the plane, in its window or not, so the count is of indices inside the plane:
 // only an out-of-range one sends the flow to its validation pass, which raises (the store of
 // such an index goes to pixel 0 of a plane the error discards). One range test per index and no
-// window arithmetic: DeconvNet's 7 x 7 unpool5 planes in 0.9x the time of the windowed scatter.
+// window arithmetic. Used below kFlatScatterMaxWindows windows per row; measured on Zen 4, both
+// forms in one build, 2 threads: against PyTorch, DeconvNet's unpool4 (14 windows) 1.19x with the
+// row gather, 2.34x with this scatter, SegNet's dec5 (15) 1.04x vs 2.51x, dec4 (30) 1.93x vs
+// 2.49x, DeconvNet's unpool3 (28) 1.90x vs 2.25-2.53x, SegNet's dec3 (60) 2.82x vs 3.36x; from
+// 112 windows on the two are within noise (dec1, unpool1: 3.8-4.7x either way) and the vector
+// row gather, one pass of full-vector stores without the zero fill, is kept. Scalar code, so an
+// AVX2 machine only moves the balance further towards it.
+constexpr int64_t kFlatScatterMaxWindows = 64;
+
 template <typename scalar_t>
 C10_ALWAYS_INLINE int64_t max_unpool_plane_scatter(scalar_t* __restrict out, int64_t H, int64_t W,
                                                    const scalar_t* __restrict values, int64_t value_row_stride,
