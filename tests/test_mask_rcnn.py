@@ -454,3 +454,22 @@ def test_mask_predictor_class_logits_autocast():
         want = pred(x)[torch.arange(3), labels][:, None]
     assert got.dtype == want.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("lateral_hw,top_hw,channels_last", [
+    ((200, 272), (100, 136), False), ((26, 34), (13, 17), True), ((13, 17), (7, 9), False), ((8, 8), (8, 8), False)])
+def test_fpn_top_down_sum_equals_interpolate_then_add(lateral_hw, top_hw, channels_last):
+    # The 2x case adds through a broadcast view instead of building the upsampled map; every
+    # other size goes through F.interpolate. Both must equal torchvision's lateral + interpolate.
+    from fastseg.models.backbones.fpn import _add_upsampled_
+    g = torch.Generator().manual_seed(0)
+    lateral = torch.randn(2, 5, *lateral_hw, generator=g)
+    top = torch.randn(2, 5, *top_hw, generator=g)
+    if channels_last:
+        lateral, top = (t.contiguous(memory_format=torch.channels_last) for t in (lateral, top))
+    expected = lateral + torch.nn.functional.interpolate(top, size=lateral_hw, mode="nearest")
+    assert torch.equal(_add_upsampled_(lateral.clone(), top), expected)
+    top = top.clone().requires_grad_()
+    _add_upsampled_(lateral.clone(), top).sum().backward()
+    if lateral_hw == (2 * top_hw[0], 2 * top_hw[1]):  # each top pixel feeds a 2x2 block
+        assert torch.equal(top.grad, torch.full_like(top, 4.0))

@@ -2,11 +2,13 @@
 // rule that decides the memory format of every output.
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <string>
+#include <mutex>
+#include <utility>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -49,39 +51,51 @@ inline bool is_channels_last(const at::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
-// Whether advise_huge_pages may ask for huge pages: only where the kernel's THP defrag policy
-// lets an advised page fault fall back to 4 KiB pages instead of compacting memory on the spot
-// ("defer" or "never" in /sys/kernel/mm/transparent_hugepage/defrag). Under "madvise" (the
-// usual default), "defer+madvise" or "always" the fault of an advised region compacts
-// synchronously, and once a process has fragmented its memory that stalls: inside Mask R-CNN
-// (800x1088, Zen 4) the mask head's 80 MB up-convolution output took 340-570 ms instead of
-// 110-130 ms unadvised, though alone, on unfragmented memory, the advice saved page faults.
-// FASTSEG_HUGE_PAGES=1 advises regardless, =0 never; read once per process.
-inline bool huge_pages_allowed() {
-  static const bool allowed = [] {
-    if (const char* env = std::getenv("FASTSEG_HUGE_PAGES")) {
-      if (std::strcmp(env, "1") == 0) return true;
-      if (std::strcmp(env, "0") == 0) return false;
-    }
-    std::ifstream f("/sys/kernel/mm/transparent_hugepage/defrag");
-    std::string policy;
-    std::getline(f, policy);
-    return policy.find("[defer]") != std::string::npos || policy.find("[never]") != std::string::npos;
+// Whether advise_huge_pages asks for huge pages for an output of `nbytes`: only when an output of
+// the same size was allocated less than a second ago (a layer called in a loop, whose freed huge
+// pages come straight back), not for a one-off allocation. On our VMs a huge page the process has
+// not just freed is slow to touch: the guest reports free 8 MB blocks to the host (free page
+// reporting, "Free page reporting enabled" in dmesg), and a huge page carved from one is faulted
+// in again by the host. Inside Mask R-CNN (one 3 s forward per image) the mask head's
+// 80 MB up-convolution output took 340-570 ms advised against 110-130 ms unadvised, while a
+// layer benchmark's repeated calls gain ~3x (segnet_dec1: 16.6 vs 42.6 ms).
+// FASTSEG_HUGE_PAGES=1 advises every time, =0 never.
+inline bool huge_pages_for(uint64_t nbytes) {
+  static const int mode = [] {
+    const char* env = std::getenv("FASTSEG_HUGE_PAGES");
+    if (env != nullptr && std::strcmp(env, "1") == 0) return 1;
+    if (env != nullptr && std::strcmp(env, "0") == 0) return 0;
+    return -1;
   }();
-  return allowed;
+  if (mode >= 0) return mode == 1;
+  static std::mutex mutex;
+  static std::array<std::pair<uint64_t, int64_t>, 16> recent{};  // (bytes, steady-clock ns), round robin
+  static size_t next = 0;
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch()).count();
+  std::lock_guard<std::mutex> lock(mutex);
+  for (auto& entry : recent) {
+    if (entry.first == nbytes) {
+      const bool hot = now - entry.second < int64_t(1000000000);
+      entry.second = now;
+      return hot;
+    }
+  }
+  recent[next++ % recent.size()] = {nbytes, now};
+  return false;
 }
 
 // Large CPU outputs are fresh, untouched memory: with 4 KiB pages, first-touch page faults cost
 // more than writing the data (measured on our 2-core machines: a bare zero-fill of a 177 MB
 // output takes ~3x longer than the writes themselves). Asking for transparent huge pages before
-// the first touch makes those faults ~500x fewer. Advisory only: without THP nothing changes;
-// only where a huge-page fault cannot stall (huge_pages_allowed).
+// the first touch makes those faults ~500x fewer, for outputs allocated again and again
+// (huge_pages_for). Advisory only: without THP nothing changes.
 inline void advise_huge_pages(const at::Tensor& t) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kMin = uintptr_t(8) << 20, kPage = 4096;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(t.const_data_ptr());
   const uintptr_t end = begin + uintptr_t(t.nbytes());
-  if (!t.is_cpu() || t.nbytes() < kMin || !huge_pages_allowed()) return;
+  if (!t.is_cpu() || t.nbytes() < kMin || !huge_pages_for(uint64_t(t.nbytes()))) return;
   const uintptr_t first = (begin + kPage - 1) & ~(kPage - 1);
   if (end > first) madvise(reinterpret_cast<void*>(first), end - first, MADV_HUGEPAGE);  // errors ignored
 #else
@@ -91,7 +105,7 @@ inline void advise_huge_pages(const at::Tensor& t) {
 
 // at::zeros for large outputs: huge pages are asked for before the zero-fill touches the pages
 // (at::zeros would touch them first; on our machines the faults of a fresh 200 MB zeros cost
-// ~5x the fill itself), where huge_pages_allowed.
+// ~5x the fill itself), under the same rule (huge_pages_for).
 inline at::Tensor zeros_huge(at::IntArrayRef sizes, const at::TensorOptions& options) {
   auto out = at::empty(sizes, options);
   advise_huge_pages(out);

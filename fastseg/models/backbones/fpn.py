@@ -20,6 +20,18 @@ def rename_legacy_keys(state_dict, prefix: str, pattern: str, replacement: str) 
             state_dict[prefix + new] = state_dict.pop(key)
 
 
+def _add_upsampled_(lateral: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """`lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")`, torchvision's
+    top-down sum, in place on the fresh lateral. At exactly twice the size (every level of a
+    size-divisible image) the upsampled map is never built: a broadcast add over a
+    [N, C, h, 2, w, 2] view of the lateral, whose source index is i // 2 as in ATen's nearest."""
+    n, c, h, w = top.shape
+    if lateral.shape[-2:] == (2 * h, 2 * w):
+        lateral.unflatten(3, (w, 2)).unflatten(2, (h, 2)).add_(top[:, :, :, None, :, None])
+        return lateral
+    return lateral.add_(F.interpolate(top, size=lateral.shape[-2:], mode="nearest"))
+
+
 class FeaturePyramidNetwork(nn.Module):
     """Top-down pathway: 1x1 laterals, nearest 2x upsampling, 3x3 outputs; an extra level
     `"pool"` (max-pool of the coarsest output with stride 2: P6 for the RPN) when
@@ -46,8 +58,7 @@ class FeaturePyramidNetwork(nn.Module):
         results = [self.layer_blocks[-1](last)]
         for i in range(len(feats) - 2, -1, -1):
             lateral = self.inner_blocks[i](feats[i])
-            # in place on the fresh lateral: torchvision's sum without an extra buffer per level
-            last = lateral.add_(F.interpolate(last, size=lateral.shape[-2:], mode="nearest"))
+            last = _add_upsampled_(lateral, last)
             results.insert(0, self.layer_blocks[i](last))
         if self.extra_pool:
             names.append("pool")
