@@ -17,12 +17,17 @@ rounding differences) and `torchvision`. Images are 800 x 1088 (COCO's typical s
   post-processing), mask head (RoIAlign 14x14, four convs, transposed conv, logits), pasting
   (boxes back to the image, masks pasted);
 * the agreement of the two outputs (boxes, scores, masks);
-* peak memory (CPU: VmHWM above the inputs, in a fresh process per model; CUDA:
-  max_memory_allocated).
+* peak memory (CPU: VmHWM of a second call above VmRSS before the first, in a fresh process per
+  model, so that memory kept between calls, as fastseg's CPU pool keeps it, counts; CUDA:
+  max_memory_allocated);
+* on CPU, end to end again in a child process with glibc's malloc tuned so that no allocation goes
+  back to the system (GLIBC_TUNABLES, MALLOC_TUNED): the page faults fastseg's CPU pool saves
+  (fastseg.memory) are then saved for torchvision too.
 Written to `<out>/<device-slug>/<profile>-maskrcnn.{md,json}`.
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +35,8 @@ import time
 from typing import Any, Callable, Dict, List
 
 import torch
+
+from fastseg import memory
 
 from . import harness, report
 
@@ -128,12 +135,20 @@ def stages(model, images: List[torch.Tensor], is_torchvision: bool) -> Dict[str,
                 return model.transform.postprocess(res, sizes, originals)
             return model.transform.postprocess(res, sizes, originals, model._paste)
 
-    return {"transform": lambda: model.transform(images), "backbone + FPN": lambda: model.backbone(batch.tensors),
+    fns = {"transform": lambda: model.transform(images), "backbone + FPN": lambda: model.backbone(batch.tensors),
             "RPN": lambda: model.rpn(batch, feats), "box head + NMS": box_stage,
             "  of which box head (RoIAlign 7x7, FC layers)": box_head,
             "  of which box post-processing (decode, score filter, NMS)":
                 lambda: heads.postprocess_detections(*box_outputs, proposals, sizes),
             "mask head": mask_stage, "pasting": paste_stage}
+    if is_torchvision or not memory.pool_applies(images):
+        return fns
+    return {k: (lambda fn=fn: pooled(fn)) for k, fn in fns.items()}  # as fastseg's forward runs them
+
+
+def pooled(fn):
+    with memory.cpu_pool():
+        return fn()
 
 
 # A callable faster than this is timed over back-to-back calls filling SHORT_STAGE_FILL_S per
@@ -189,11 +204,11 @@ def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
+before = status("VmRSS")  # before the first call: memory a model keeps between calls counts
 with torch.no_grad():
-    model(images)  # warm-up: allocator and oneDNN caches as in steady state
+    model(images)  # warm-up: allocator, memory pool and oneDNN caches as in steady state
 with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-before = status("VmRSS")
+    f.write("5")  # resets VmHWM: the peak of the second call
 with torch.no_grad():
     out = model(images)
 print(json.dumps({"peak_extra": status("VmHWM") - before}))
@@ -213,6 +228,29 @@ def peak_memory(which: str, batch: int, size, device: torch.device, models) -> i
     res = subprocess.run([sys.executable, "-c", _CHILD, which, str(batch), str(size[0]), str(size[1])],
                          cwd=harness.REPO_ROOT, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])["peak_extra"]
+
+
+# No allocation goes back to the system: every large block comes from the heap, and freed heap
+# memory is kept (glibc's defaults mmap blocks over 32 MiB afresh and trim the heap's top).
+MALLOC_TUNED = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"
+
+_TUNED_CHILD = r"""
+import json, sys, torch
+from benchmarks.maskrcnn import build, images_for, interleaved_ms
+batch, h, w, repeats = (int(v) for v in sys.argv[1:])
+models = build(torch.device("cpu"))
+images = images_for(batch, (h, w), "cpu")
+fns = {k: (lambda m=models[k]: m(images)) for k in ("fastseg", "torchvision")}
+print(json.dumps(interleaved_ms(fns, repeats, torch.device("cpu"))))
+"""
+
+
+def tuned_malloc_ms(batch: int, size, repeats: int) -> Dict[str, float]:
+    """End to end, fastseg and torchvision, in a child process under GLIBC_TUNABLES=MALLOC_TUNED."""
+    env = dict(os.environ, GLIBC_TUNABLES=MALLOC_TUNED)
+    res = subprocess.run([sys.executable, "-c", _TUNED_CHILD, str(batch), str(size[0]), str(size[1]), str(repeats)],
+                         cwd=harness.REPO_ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 VARIANTS = ("fastseg", "fastseg_fast", "torchvision")
@@ -237,6 +275,8 @@ def run(size_name: str, repeats: int, device: torch.device) -> Dict[str, Any]:
                                  "ratio": st[("torchvision", s)] / st[("fastseg", s)],
                                  "ratio_fast": st[("torchvision", s)] / st[("fastseg_fast", s)]} for s in per["fastseg"]],
                      "peak_memory_bytes": {k: peak_memory(k, batch, size, device, models) for k in VARIANTS}})
+        if device.type == "cpu" and sys.platform.startswith("linux"):
+            rows[-1]["tuned_malloc_ms"] = tuned_malloc_ms(batch, size, repeats)
         print(f"batch {batch}: " + ", ".join(f"{k} {v:.0f} ms" for k, v in e2e.items()), flush=True)
     return {"rows": rows}
 
@@ -259,6 +299,11 @@ def markdown(doc: Dict[str, Any]) -> str:
                   f"| end to end ms | {e['fastseg']:.1f} | {e['fastseg_fast']:.1f} | {e['torchvision']:.1f} |",
                   f"| ratio (torchvision / variant) | **{ratio['fastseg']:.3f}** | **{ratio['fastseg_fast']:.3f}** | 1 |",
                   "| peak memory MiB | " + " | ".join(f"{mem[k] / 2**20:.0f}" for k in VARIANTS) + " |", ""]
+        if "tuned_malloc_ms" in r:
+            t = r["tuned_malloc_ms"]
+            lines += [f"- with `GLIBC_TUNABLES={MALLOC_TUNED}` (a child process; no allocation goes back to the "
+                      f"system, so torchvision's page faults are saved too): fastseg {t['fastseg']:.1f} ms, "
+                      f"torchvision {t['torchvision']:.1f} ms, ratio {t['torchvision'] / t['fastseg']:.3f}"]
         for k, a in r["agreement"].items():
             lines.append(f"- {k} vs torchvision: detections {a['detections']} (same count: {a['same_count']})" +
                          (f", max box difference {a['max_box_diff_px']:.2g} px, max score difference "

@@ -258,6 +258,27 @@ def test_twin_matches():
     assert_same_detections(a, b, box_tol=1e-4, score_tol=1e-5, mask_tol=1e-5)
 
 
+def test_eval_on_cpu_reuses_pooled_memory_and_training_does_not():
+    """Eval forwards on CPU run inside fastseg.memory.cpu_pool(): the second call's feature maps
+    reuse the first call's blocks, with equal results; a training forward does not pool."""
+    from fastseg import memory
+    torch.manual_seed(0)
+    model = maskrcnn_resnet_fpn(num_classes=4, **dict(TINY, min_size=320, max_size=480), box_score_thresh=0.2)
+    images = [torch.rand(3, 300, 420)]
+    with torch.no_grad():
+        first = model.eval()(images)
+        before = memory.cpu_pool_stats()
+        second = model(images)
+        used = memory.cpu_pool_stats()
+    assert used["hits"] > before["hits"] and sum(len(r["boxes"]) for r in first) > 0
+    assert_same_detections(second, first, box_tol=0, score_tol=0, mask_tol=0)
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 200.0, 220.0]]), "labels": torch.tensor([1]),
+                "masks": torch.ones(1, 300, 420, dtype=torch.uint8)}]
+    model.train()(images, targets)
+    after = memory.cpu_pool_stats()
+    assert (after["hits"], after["misses"]) == (used["hits"], used["misses"])
+
+
 def test_mask_formats():
     torch.manual_seed(0)
     model = maskrcnn_resnet_fpn(num_classes=4, **TINY, box_score_thresh=0.2).eval()

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from .. import nn as fnn
+from .. import memory, nn as fnn
 from .backbones.fpn import BackboneWithFPN
 from .backbones.resnet import FrozenBatchNorm2d, ResNet
 from .detection.transform import DetectionTransform
@@ -125,6 +125,13 @@ class MaskRCNN(nn.Module):
 
     def forward(self, images: List[torch.Tensor], targets: Optional[List[Dict[str, torch.Tensor]]] = None):
         self._check(images, targets, self.training)
+        if not self.training and memory.pool_applies(images):
+            # Eager CPU inference: feature maps reuse the pages of the last call's (fastseg.memory).
+            with memory.cpu_pool():
+                return self._forward(images, targets)
+        return self._forward(images, targets)
+
+    def _forward(self, images: List[torch.Tensor], targets: Optional[List[Dict[str, torch.Tensor]]]):
         original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
         batch, targets = self.transform(images, targets)
         features = self.backbone(batch.tensors)
