@@ -91,6 +91,34 @@ def test_the_switch_is_per_thread():
     assert seen[0]["hits"] + seen[0]["misses"] == 0
 
 
+def test_threads_allocating_and_freeing_at_once_never_share_a_block():
+    """Two threads cut, fill, check and free pooled blocks of mixed sizes at the same time (the
+    frees merge neighbours under the pool's lock); a block handed out twice would show up as a
+    value written by the other thread."""
+    errors = []
+
+    def worker(value):
+        g = torch.Generator().manual_seed(value)
+        live = []
+        with memory.cpu_pool():
+            for step in range(150):
+                t = floats(int(torch.randint(1, 6, (), generator=g)) * MIB + 4096 * step)
+                t.fill_(float(value))
+                live.append(t)
+                if len(live) > 3:
+                    live.pop(int(torch.randint(0, len(live), (), generator=g)))
+                if not all(bool((x == value).all()) for x in live):
+                    errors.append(value)
+                    return
+
+    threads = [threading.Thread(target=worker, args=(v,)) for v in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
 # Page faults of touching a fresh 64 MB tensor (over glibc's largest mmap threshold, so freed
 # memory goes back to the system) a second time, outside and inside the pool; then the stats with
 # the pool switched off by the environment; what the pool holds before and after empty_cpu_pool().
