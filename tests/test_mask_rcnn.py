@@ -260,7 +260,8 @@ def test_twin_matches():
 
 def test_eval_on_cpu_reuses_pooled_memory_and_training_does_not():
     """Eval forwards on CPU run inside fastseg.memory.cpu_pool(): the second call's feature maps
-    reuse the first call's blocks, with equal results; a training forward does not pool."""
+    reuse the first call's blocks, with equal results; a training forward does not pool, nor does
+    a model built with cpu_pool=False."""
     from fastseg import memory
     torch.manual_seed(0)
     model = maskrcnn_resnet_fpn(num_classes=4, **dict(TINY, min_size=320, max_size=480), box_score_thresh=0.2)
@@ -275,6 +276,9 @@ def test_eval_on_cpu_reuses_pooled_memory_and_training_does_not():
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 200.0, 220.0]]), "labels": torch.tensor([1]),
                 "masks": torch.ones(1, 300, 420, dtype=torch.uint8)}]
     model.train()(images, targets)
+    model.eval().cpu_pool = False  # the model's own switch
+    with torch.no_grad():
+        model(images)
     after = memory.cpu_pool_stats()
     assert (after["hits"], after["misses"]) == (used["hits"], used["misses"])
 

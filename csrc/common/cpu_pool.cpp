@@ -5,21 +5,27 @@
 // ~400 ms of its 2.7 s on our 2-core VMs. Freed blocks kept here come back already faulted in, as
 // CUDA's caching allocator does for device memory.
 //
-// The pool wraps the CPU allocator (installed on first use, with a higher priority than c10's
-// default). Allocations of at least kMinBytes on a thread with the pool on are cut from free
+// The pool wraps the CPU allocator (installed when the library loads, with a higher priority than
+// c10's default). Allocations of at least kMinBytes on a thread with the pool on are cut from free
 // blocks (best fit; the rest of a larger block stays free) or get a new segment from the wrapped
 // allocator; everything else goes to the wrapped allocator unchanged. A pooled block freed on any
 // thread returns to the pool and merges with free neighbours, as in CUDA's caching allocator, so
-// the pool holds about one call's peak. A wholly free segment is given back once the pool holds
-// more than twice its peak use; fastseg.memory.empty_cpu_pool() gives back all of them.
-// FASTSEG_CPU_POOL=0 turns the pool off.
+// the pool holds about one call's peak. A request no free block fits first gives back wholly free
+// segments (all too small for it), smallest first, up to its own size; a wholly free segment is
+// also given back once the pool holds more than twice its peak use; fastseg.memory.empty_cpu_pool()
+// gives back all of them. FASTSEG_CPU_POOL=0 leaves c10's allocator alone.
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <set>
 #include <unordered_map>
 #include <vector>
+
+#if defined(__unix__)
+#include <pthread.h>
+#endif
 
 #include <c10/core/CPUAllocator.h>
 #include <torch/library.h>
@@ -80,9 +86,9 @@ class Pool {
       free_bytes_ -= b->size;
       ++hits_;
     } else {
-      // Wholly free segments are all smaller than n here: give them back rather than keep memory
-      // this call's larger blocks cannot use (the new segment takes their place).
-      std::vector<Segment*> released = take_free_segments();
+      // Wholly free segments are all smaller than n here: give back up to n bytes of them,
+      // smallest first, so that the new segment takes their place instead of adding to the pool.
+      std::vector<Segment*> released = take_free_segments(n);
       lock.unlock();  // the wrapped allocator may be slow (mmap); other threads go on
       for (Segment* seg : released) delete seg;
       auto* seg = new Segment{wrapped->allocate(n), n};
@@ -136,10 +142,14 @@ class Pool {
     std::vector<Segment*> released;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      released = take_free_segments();
+      released = take_free_segments(SIZE_MAX);
     }
     for (Segment* seg : released) delete seg;
   }
+
+  // fork() while another thread holds the lock would leave the child's copy locked for good.
+  void lock_for_fork() { mutex_.lock(); }
+  void unlock_after_fork() { mutex_.unlock(); }
 
   std::vector<int64_t> stats() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -151,10 +161,12 @@ class Pool {
   // Multiples of 4 KiB: every block starts at the same page offset as its segment.
   static size_t round_up(size_t n) { return (n + 4095) & ~size_t(4095); }
 
-  // Unlinks the wholly free segments (to be deleted outside the lock).
-  std::vector<Segment*> take_free_segments() {
+  // Unlinks wholly free segments, smallest first, until at least `bytes` are taken (to be deleted
+  // outside the lock).
+  std::vector<Segment*> take_free_segments(size_t bytes) {
     std::vector<Segment*> segments;
-    for (auto it = free_.begin(); it != free_.end();) {
+    size_t taken = 0;
+    for (auto it = free_.begin(); it != free_.end() && taken < bytes;) {
       Block* b = *it;
       if (b->prev != nullptr || b->next != nullptr) {  // part of a segment still in use
         ++it;
@@ -163,6 +175,7 @@ class Pool {
       it = free_.erase(it);
       free_bytes_ -= b->size;
       reserved_bytes_ -= b->segment->size;
+      taken += b->segment->size;
       segments.push_back(b->segment);
       delete b;
     }
@@ -202,19 +215,18 @@ class PoolingAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) override {
     if (!pool_on || n < kMinBytes) return wrapped_->allocate(n);
     void* data = Pool::instance().take(n, wrapped_);
-    // context == data, so raw_allocate/raw_deallocate work on pooled blocks too (raw_deleter).
-    return {data, data, &delete_pooled, c10::Device(c10::DeviceType::CPU)};
+    return {data, data, &delete_any, c10::Device(c10::DeviceType::CPU)};
   }
 
-  c10::DeleterFnPtr raw_deleter() const override { return &delete_any; }
+  // raw_allocate/raw_deallocate (ideep's buffers use them) work for blocks of either source:
+  // allocate() returns context == data for pooled blocks, as the wrapped allocator does.
+  c10::DeleterFnPtr raw_deleter() const override { return wrapped_->raw_deleter() ? &delete_any : nullptr; }
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     default_copy_data(dest, src, count);
   }
 
  private:
-  static void delete_pooled(void* data) { Pool::instance().give_back(data); }
-  // raw_deallocate of a block from either source.
   static void delete_any(void* data) {
     if (!Pool::instance().give_back(data)) wrapped_->raw_deleter()(data);
   }
@@ -224,23 +236,24 @@ class PoolingAllocator final : public c10::Allocator {
 
 c10::Allocator* PoolingAllocator::wrapped_ = nullptr;
 
-void install_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    static PoolingAllocator* allocator = new PoolingAllocator(c10::GetCPUAllocator());
-    c10::SetCPUAllocator(allocator, /*priority=*/100);
-  });
-}
+// Installed while the library loads, before other threads of the process are likely to allocate
+// (c10's allocator table is not meant to change under running threads); with the pool off for a
+// thread, the wrapper only forwards. FASTSEG_CPU_POOL=0 leaves c10's allocator alone.
+const bool installed = [] {
+  if (!pool_allowed()) return false;
+  static PoolingAllocator* allocator = new PoolingAllocator(c10::GetCPUAllocator());
+  c10::SetCPUAllocator(allocator, /*priority=*/100);
+#if defined(__unix__)
+  pthread_atfork([] { Pool::instance().lock_for_fork(); }, [] { Pool::instance().unlock_after_fork(); },
+                 [] { Pool::instance().unlock_after_fork(); });
+#endif
+  return true;
+}();
 
 // Switches the pool on or off for the calling thread; returns the previous setting.
 bool set_cpu_pool(bool enabled) {
   const bool previous = pool_on;
-  if (enabled && pool_allowed()) {
-    install_once();
-    pool_on = true;
-  } else {
-    pool_on = false;
-  }
+  pool_on = enabled && installed;
   return previous;
 }
 

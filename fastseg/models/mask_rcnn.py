@@ -13,6 +13,8 @@ eval: one dict per image with `boxes` [N, 4], `labels` [N], `scores` [N] and `ma
   image-sized temporary; detectron2's sub-pixel paste, so a few border pixels can differ from
   torchvision's `masks > 0.5`);
 - `mask_format="per_box"`: the [N, 1, 28, 28] probabilities in each box, for the user to paste.
+In eval on CPU the forward runs inside `fastseg.memory.cpu_pool()` (large feature maps reuse the
+last call's memory; `cpu_pool=False`, or the attribute, turns that off for this model).
 """
 from typing import Dict, List, Optional
 
@@ -37,7 +39,7 @@ class MaskRCNN(nn.Module):
 
     def __init__(self, backbone: nn.Module, num_classes: Optional[int] = None, *, rpn: Optional[nn.Module] = None,
                  roi_heads: Optional[nn.Module] = None, transform: Optional[nn.Module] = None,
-                 mask_format: str = "float",
+                 mask_format: str = "float", cpu_pool: bool = True,
                  min_size=800, max_size: int = 1333, image_mean=None, image_std=None,
                  rpn_anchor_generator=None, rpn_head=None, rpn_pre_nms_top_n_train: int = 2000,
                  rpn_pre_nms_top_n_test: int = 1000, rpn_post_nms_top_n_train: int = 2000,
@@ -84,6 +86,7 @@ class MaskRCNN(nn.Module):
             min_size, max_size, image_mean or (0.485, 0.456, 0.406), image_std or (0.229, 0.224, 0.225),
             size_divisible, fixed_size)
         self.mask_format = mask_format
+        self.cpu_pool = cpu_pool
         self.paste = fnn.PasteMasksInImage(1)
         self.paste_bool = fnn.PasteMasks(0.5)
 
@@ -125,7 +128,7 @@ class MaskRCNN(nn.Module):
 
     def forward(self, images: List[torch.Tensor], targets: Optional[List[Dict[str, torch.Tensor]]] = None):
         self._check(images, targets, self.training)
-        if not self.training and memory.pool_applies(images):
+        if self.cpu_pool and not self.training and memory.pool_applies(images):
             # Eager CPU inference: feature maps reuse the pages of the last call's (fastseg.memory).
             with memory.cpu_pool():
                 return self._forward(images, targets)
