@@ -39,6 +39,19 @@ def _child_env() -> Dict[str, str]:
     return env
 
 
+def stdout_words_with_env(code: str, name: str, value: Optional[str], timeout: float = 120.0) -> List[str]:
+    """Runs `code` in a child Python with the environment variable `name` set to `value` (None:
+    unset); asserts it exits 0 and returns its stdout split into words."""
+    env = _child_env()
+    env.pop(name, None)
+    if value is not None:
+        env[name] = value
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
 def _run_child(code: str, timeout: float) -> Tuple[Optional[int], str, str]:
     """(returncode or None when it hung and was killed, stdout, stderr)."""
     try:

@@ -1,8 +1,6 @@
 """The caching pool for large CPU tensors (csrc/common/cpu_pool.cpp, fastseg.memory): inside
 `cpu_pool()` allocations of 1 MiB or more reuse freed blocks (split and merged), already faulted
 in; everything else is untouched; Mask R-CNN's eval forward on CPU uses it."""
-import os
-import subprocess
 import sys
 import threading
 
@@ -10,8 +8,7 @@ import pytest
 import torch
 
 import helpers
-from helpers_devices import REPO_ROOT
-from helpers_subprocess import _child_env
+from helpers_subprocess import stdout_words_with_env
 from fastseg import memory
 
 pytestmark = helpers.needs_ops
@@ -141,14 +138,7 @@ print(outside, inside, stats["misses"], stats["reserved_bytes"], memory.cpu_pool
 
 
 def _run(code, pool_env):
-    env = _child_env()
-    env.pop("FASTSEG_CPU_POOL", None)
-    if pool_env is not None:
-        env["FASTSEG_CPU_POOL"] = pool_env
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.split()
+    return stdout_words_with_env(code, "FASTSEG_CPU_POOL", pool_env)
 
 
 def _child(pool_env):

@@ -3,14 +3,12 @@ asked for when an output of the same size was allocated less than a second befor
 called in a loop), not for a one-off allocation; FASTSEG_HUGE_PAGES=1 asks every time, =0 never.
 Checked on the mapping of real outputs: MADV_HUGEPAGE marks its VMA "hg" in /proc/self/smaps."""
 import os
-import subprocess
 import sys
 
 import pytest
 
 import helpers
-from helpers_devices import REPO_ROOT
-from helpers_subprocess import _child_env
+from helpers_subprocess import stdout_words_with_env
 
 pytestmark = [helpers.needs_ops,
               pytest.mark.skipif(not sys.platform.startswith("linux") or
@@ -47,14 +45,7 @@ print(first, second, output())
 
 
 def _advised(value):
-    env = _child_env()
-    env.pop("FASTSEG_HUGE_PAGES", None)
-    if value is not None:
-        env["FASTSEG_HUGE_PAGES"] = value
-    proc = subprocess.run([sys.executable, "-c", CHILD], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.split()
+    return stdout_words_with_env(CHILD, "FASTSEG_HUGE_PAGES", value)
 
 
 def test_repeated_allocations_are_advised_one_offs_are_not():
