@@ -10,11 +10,11 @@ faulted in), as CUDA's caching allocator does for device memory::
         out = model(images)
 
 Mask R-CNN's eval forward on CPU uses it on its own (``cpu_pool=False`` on the model turns that
-off). For eager code: inside a function compiled by ``torch.compile`` the context manager is not
-supported. Freed blocks merge and are kept for the next
-call (about one call's peak; wholly free memory beyond twice the peak use is given back);
-``empty_cpu_pool()`` gives back all that is free, ``cpu_pool_stats()`` reports it. ``FASTSEG_CPU_POOL=0`` turns the pool
-off everywhere. Without the compiled extension the context manager does nothing.
+off). Freed blocks merge and are kept for the next call (about one call's peak; wholly free
+memory beyond twice the peak use is given back); ``empty_cpu_pool()`` gives back all that is
+free, ``cpu_pool_stats()`` reports it. ``FASTSEG_CPU_POOL=0`` turns the pool off everywhere. For
+eager code: inside a function compiled by ``torch.compile`` the context manager is not supported.
+Without the compiled extension it does nothing.
 """
 import contextlib
 from typing import Dict, Iterator, Sequence
